@@ -1,0 +1,31 @@
+# The two commands: `make demo` runs a whole street office on this machine; `make test` proves it.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Linli needs Python 3.11 ($(PYTHON) not found): install it, or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/linli demo $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m tests.services   # starts or finds what the suite needs, says what it fell back to
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check linli flows tasks blocks dashboards tests benchmarks
+
+clean:
+	rm -rf $(VENV) .linli .pytest_cache

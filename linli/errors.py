@@ -1,0 +1,47 @@
+"""Linli's errors: one small tree, translated at each boundary (CLI, API, dashboard).
+
+    LinliError                    — base; `.hint` says what to do
+    ├── ValidationError           — bad input from a person or device (a report, a CSV row, a photo)
+    ├── NotFound                  — an id or code that does not exist
+    ├── IllegalTransition         — a case state change the state machine forbids
+    ├── ConfigurationError        — settings or policy that cannot work
+    └── DeliveryError             — an outside system (Apprise, object store) refused or failed
+"""
+
+from __future__ import annotations
+
+
+class LinliError(Exception):
+    """Base of every error Linli raises on purpose; carries a hint for the user."""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class ValidationError(LinliError):
+    """Input that cannot be accepted as given."""
+
+    def __init__(self, message: str, *, field: str = "", hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
+
+
+class NotFound(LinliError):
+    """Something named by id or code does not exist."""
+
+
+class IllegalTransition(LinliError):
+    """A case cannot move from its current state to the one asked for."""
+
+
+class ConfigurationError(LinliError):
+    """Settings or policy that cannot work as given."""
+
+
+class DeliveryError(LinliError):
+    """An outside system failed to take what we sent."""

@@ -1,0 +1,176 @@
+"""Linli's settings: one pydantic-settings root, read once, env prefix ``LINLI_`` (nested with ``__``)."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PLACEHOLDER_SECRETS = {"", "changeme", "minioadmin", "linli-dev-secret"}
+
+
+class Language(StrEnum):
+    """The languages Linli speaks; zh-CN first."""
+
+    zh = "zh"
+    en = "en"
+
+
+class DatabaseSettings(BaseModel):
+    """Linli's own database (cases, people, places, notifications)."""
+
+    url: str = Field(
+        default="",
+        description="SQLAlchemy URL. Empty: a SQLite file under LINLI_DATA_DIR. "
+        "Production: postgresql+psycopg://user:pass@host:5432/linli",
+    )
+    echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+
+
+class MqttSettings(BaseModel):
+    """The MQTT broker devices publish to."""
+
+    host: str = Field(default="127.0.0.1", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
+    username: str = Field(default="", description="Broker user, empty for none.")
+    password: SecretStr = Field(default=SecretStr(""), description="Broker password.")
+
+
+class StorageSettings(BaseModel):
+    """Object storage for photos and snapshots: a local folder or MinIO / any S3."""
+
+    backend: Literal["local", "minio"] = Field(default="local", description="'local' folder or 'minio'.")
+    endpoint: str = Field(default="127.0.0.1:9000", description="MinIO/S3 endpoint host:port.")
+    access_key: str = Field(default="minioadmin", description="MinIO/S3 access key.")
+    secret_key: SecretStr = Field(default=SecretStr("minioadmin"), description="MinIO/S3 secret key.")
+    bucket: str = Field(default="linli", description="Bucket that holds Linli's objects.")
+    secure: bool = Field(default=False, description="Use HTTPS to reach the endpoint.")
+    max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest photo accepted.")
+
+
+class NotifySettings(BaseModel):
+    """Where notifications go, in addition to being recorded in the database."""
+
+    urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Apprise URLs every notification is also sent to "
+        "(e.g. json://127.0.0.1:8765/linli, wxteams://..., dingtalk://..., mailto://...).",
+    )
+    timeout_seconds: float = Field(default=10, gt=0, description="Give up on one delivery after this long.")
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class PrefectSettings(BaseModel):
+    """How Linli reaches Prefect (the demo starts its own server)."""
+
+    api_url: str = Field(default="", description="Prefect API URL; empty: the demo's own server.")
+    port: int = Field(default=4200, ge=1, le=65535, description="Port of the demo's Prefect server.")
+    database_url: str = Field(
+        default="",
+        description="Database of the demo's Prefect server; empty: SQLite under LINLI_DATA_DIR/prefect.",
+    )
+
+
+class DashboardSettings(BaseModel):
+    """The Streamlit dashboard."""
+
+    port: int = Field(default=8501, ge=1, le=65535, description="Dashboard port (binds 127.0.0.1).")
+
+
+class LoopSettings(BaseModel):
+    """Defaults of the closed loop until a governance-policy block overrides them."""
+
+    good_rating: int = Field(default=3, ge=1, le=5, description="Ratings at or above this close a case.")
+    auto_close_days: float = Field(
+        default=7, gt=0, description="A resolved case nobody rates is closed as satisfied after this long."
+    )
+    stuck_minutes: float = Field(
+        default=2, gt=0, description="An automated stage idle this long is started again by the SLA watch."
+    )
+    sla_interval_seconds: int = Field(default=60, ge=5, description="How often the SLA watch runs.")
+
+
+class Settings(BaseSettings):
+    """Every Linli setting. Environment: LINLI_<GROUP>__<FIELD>, e.g. LINLI_DATABASE__URL."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LINLI_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    env: Literal["dev", "prod"] = Field(default="dev", description="'prod' refuses placeholder secrets.")
+    language: Language = Field(default=Language.zh, description="Default language: zh (简体中文) or en.")
+    data_dir: Path = Field(default=Path(".linli"), description="Where the embedded default keeps its files.")
+    templates_dir: Path = Field(
+        default=REPO_ROOT / "templates", description="Jinja2 templates (notifications, reports)."
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="Local time zone for 'today' in KPIs.")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_prod(self) -> Settings:
+        if self.env == "prod" and self.storage.backend == "minio":
+            if self.storage.secret_key.get_secret_value() in PLACEHOLDER_SECRETS:
+                raise ValueError("LINLI_STORAGE__SECRET_KEY is a placeholder; set a real secret for prod")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'linli.db').resolve()}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        """The Prefect API this installation talks to."""
+        return self.prefect.api_url or f"http://127.0.0.1:{self.prefect.port}/api"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment once."""
+    return Settings()
+
+
+def prefect_environment(settings: Settings) -> dict[str, str]:
+    """Environment for child processes that talk to (or run) the demo's Prefect server, offline."""
+    home = (settings.data_dir / "prefect").resolve()
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": settings.prefect_api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(settings.prefect.port),
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "DO_NOT_TRACK": "1",
+    }
+    if settings.prefect.database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = settings.prefect.database_url
+    return env
+
+
+def child_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """This process's environment plus the Prefect one, for subprocesses Linli starts."""
+    env = dict(os.environ)
+    env.update(prefect_environment(settings))
+    env.update(extra)
+    return env

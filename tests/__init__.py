@@ -1,0 +1,1 @@
+"""Linli's test suite; mirrors the package layout."""

@@ -174,3 +174,12 @@ def child_environment(settings: Settings, **extra: str) -> dict[str, str]:
     env.update(prefect_environment(settings))
     env.update(extra)
     return env
+
+
+
+def apply_prefect_environment(settings: Settings) -> None:
+    """Point this process's Prefect client at the configured API, offline (the CLI calls this first)."""
+    env = prefect_environment(settings)
+    os.environ.setdefault("PREFECT_HOME", env["PREFECT_HOME"])
+    for key in ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK"):
+        os.environ[key] = env[key]

@@ -1,0 +1,14 @@
+"""研判 — the assess stage: priority, SLA and the team the case goes to."""
+
+from prefect import flow
+
+from tasks.cases import announce, assess_case
+from tasks.common import StepSummary
+
+
+@flow(name="assess", flow_run_name="assess · case {case_id}")
+async def assess(case_id: int) -> StepSummary:
+    """Assess a received case, then hand it to dispatch."""
+    step = assess_case(case_id)
+    announce(step.events)
+    return step

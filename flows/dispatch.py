@@ -1,0 +1,16 @@
+"""处置 — the dispatch stage: an on-duty team member gets the case and is told."""
+
+from prefect import flow
+
+from tasks.cases import announce, dispatch_case
+from tasks.common import StepSummary
+from tasks.notify import deliver_notifications
+
+
+@flow(name="dispatch", flow_run_name="dispatch · case {case_id}")
+async def dispatch(case_id: int) -> StepSummary:
+    """Assign an assessed (or reopened) case and notify the assignee."""
+    step = dispatch_case(case_id)
+    deliver_notifications(step.notifications)
+    announce(step.events)
+    return step

@@ -1,0 +1,31 @@
+"""Messages people read in the CLI, zh-CN first with English beside it (templates hold longer texts)."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "error": {"zh": "错误", "en": "Error"},
+    "hint": {"zh": "怎么办", "en": "What to do"},
+    "db_upgraded": {"zh": "数据库已升级到最新结构：{url}", "en": "Database is at the latest schema: {url}"},
+    "seeded": {"zh": "示例社区已就绪：{summary}", "en": "Sample community ready: {summary}"},
+    "report_filed": {"zh": "已受理，案件编号 {number}（{category}）", "en": "Report filed as case {number} ({category})"},
+    "prefect_down": {
+        "zh": "未连接到 Prefect（{url}）：案件已保存，流程启动后会自动接手。",
+        "en": "Prefect is not reachable at {url}: the case is saved and the flows pick it up once running.",
+    },
+    "no_cases": {"zh": "没有符合条件的案件。", "en": "No cases match."},
+    "demo_ready": {"zh": "邻里演示已启动", "en": "Linli demo is running"},
+    "demo_prefect_ui": {"zh": "Prefect 界面（流程、部署、运行记录）", "en": "Prefect UI (flows, deployments, runs)"},
+    "demo_dashboard": {"zh": "管理驾驶舱", "en": "Dashboard"},
+    "demo_stop": {"zh": "按 Ctrl-C 停止", "en": "Press Ctrl-C to stop"},
+    "demo_stopping": {"zh": "正在停止……", "en": "Stopping…"},
+    "demo_summary": {"zh": "案件状态：{counts}", "en": "Cases by status: {counts}"},
+    "done": {"zh": "完成：{what}", "en": "Done: {what}"},
+    "receiver_listening": {"zh": "通知接收器监听 {url}（Apprise 地址：{apprise}）",
+                           "en": "Notification receiver listening on {url} (Apprise URL: {apprise})"},
+}
+
+
+def t(key: str, lang: str = "zh", **values: object) -> str:
+    """The message `key` in `lang` (zh when the language lacks it), with values filled in."""
+    entry = MESSAGES[key]
+    return entry.get(lang, entry["zh"]).format(**values)

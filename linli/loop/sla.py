@@ -1,0 +1,115 @@
+"""SLA watch (督办): warn before the deadline, escalate one level at it, restart stuck automated stages.
+
+"小事不出社区，大事不出街道": level 0 is the community team, 1 the street office, 2 the district.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from linli.events import CaseEventOut, case_event
+from linli.loop.common import LoopConfig, StepResult, category_of, queue_notice
+from linli.loop.evaluate import auto_close
+from linli.models import Case, CaseStatus, Staff, StaffRole
+from linli.statemachine import OPEN_STATUSES, record
+
+LEVEL_NAMES = {0: "community", 1: "street office", 2: "district"}
+MAX_LEVEL = 2
+
+
+@dataclass
+class SweepResult:
+    """What one SLA sweep did."""
+
+    warned: list[str] = field(default_factory=list)
+    escalated: list[str] = field(default_factory=list)
+    auto_closed: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    notifications: list[int] = field(default_factory=list)
+    events: list[CaseEventOut] = field(default_factory=list)
+
+
+def escalation_targets(session: Session, case: Case, level: int, team: str) -> list[Staff]:
+    """Who hears of an escalation to `level`: the community team lead, plus the officers of that level."""
+    leads = session.exec(select(Staff).where(Staff.community_id == case.community_id, Staff.team == team,
+                                             Staff.role == StaffRole.team_lead)).all()
+    officers = session.exec(select(Staff).where(Staff.level == level, Staff.on_duty == True)  # noqa: E712
+                            ).all() if level > 0 else []
+    return list(leads) + list(officers)
+
+
+def _warn(session: Session, case: Case, *, config: LoopConfig, now: datetime, out: SweepResult) -> None:
+    case.warned_at = now
+    session.add(case)
+    if case.assignee_id is not None:
+        out.notifications.append(queue_notice(session, config, case, kind="sla_warning",
+                                              target=f"staff:{case.assignee_id}"))
+    record(session, case, actor="flow:sla-watch", action="sla_warning", reason=f"due {case.due_at:%Y-%m-%d %H:%M} UTC")
+    out.warned.append(case.number)
+
+
+def _escalate(session: Session, case: Case, *, config: LoopConfig, now: datetime, out: SweepResult) -> None:
+    category = category_of(session, case)
+    case.escalation_level += 1
+    level = case.escalation_level
+    # The next level gets a fresh SLA period of its own; the warning fires again before it ends.
+    case.due_at = now + timedelta(hours=category.sla_hours)
+    case.warn_at = case.due_at - timedelta(hours=category.warning_hours)
+    case.warned_at = None
+    case.updated_at = now
+    session.add(case)
+    record(session, case, actor="flow:sla-watch", action="escalated",
+           reason=f"SLA passed: escalated to level {level} ({LEVEL_NAMES[level]})")
+    for staff in escalation_targets(session, case, level, category.team):
+        out.notifications.append(queue_notice(session, config, case, kind="escalation", target=f"staff:{staff.id}",
+                                              extra={"level": level}))
+    out.escalated.append(case.number)
+    out.events.append(case_event("escalated", case.id or 0, case.number, level=level))
+
+
+# Which event restarts a case idle in an automated stage.
+def _restart_event(case: Case) -> str | None:
+    if case.status == CaseStatus.reported:
+        return "reported"
+    if case.status == CaseStatus.assessing:
+        return "assessed" if case.due_at is not None else "assessing"
+    if case.status == CaseStatus.reopened:
+        return "reopened"
+    if case.status == CaseStatus.resolved and case.rating_requested_at is None:
+        return "resolved"
+    return None
+
+
+def sweep(session: Session, *, now: datetime, config: LoopConfig, limit: int = 1000) -> SweepResult:
+    """One pass of the SLA watch over open cases (the caller commits)."""
+    out = SweepResult()
+    open_list = list(OPEN_STATUSES - {CaseStatus.reported})
+    warn_due = session.exec(select(Case).where(col(Case.status).in_(open_list), col(Case.warn_at) <= now,
+                                               col(Case.due_at) > now, col(Case.warned_at).is_(None))
+                            .limit(limit).with_for_update(skip_locked=True)).all()
+    for case in warn_due:
+        _warn(session, case, config=config, now=now, out=out)
+    breached = session.exec(select(Case).where(col(Case.status).in_(open_list), col(Case.due_at) <= now,
+                                               Case.escalation_level < MAX_LEVEL)
+                            .limit(limit).with_for_update(skip_locked=True)).all()
+    for case in breached:
+        _escalate(session, case, config=config, now=now, out=out)
+    for closed in auto_close(session, now=now, config=config, limit=limit):
+        out.auto_closed.append(closed.case_number)
+        out.events.extend(closed.events)
+    stuck_before = now - timedelta(minutes=config.stuck_minutes)
+    stuck = session.exec(select(Case).where(col(Case.status).in_(
+        [CaseStatus.reported, CaseStatus.assessing, CaseStatus.reopened, CaseStatus.resolved]),
+        col(Case.updated_at) <= stuck_before).limit(limit)).all()
+    for case in stuck:
+        what = _restart_event(case)
+        if what is not None:
+            out.events.append(case_event(what, case.id or 0, case.number, restarted=True))
+            out.restarted.append(case.number)
+    return out
+
+
+__all__ = ["SweepResult", "StepResult", "sweep", "escalation_targets"]

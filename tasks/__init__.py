@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that open a session, call `linli`, and return plain data."""

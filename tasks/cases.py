@@ -1,0 +1,74 @@
+"""Tasks of the closed loop: receive, assess, dispatch, evaluate, SLA sweep, announce."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from linli.db import session_scope
+from linli.events import CaseEventOut, PrefectEventBus
+from linli.loop import LoopConfig
+from linli.loop.assess import assess, receive
+from linli.loop.dispatch import dispatch
+from linli.loop.evaluate import evaluate
+from linli.loop.sla import sweep
+from linli.models import utcnow
+from linli.settings import get_settings
+from tasks.common import EventOut, StepSummary, run_step, transient_only
+
+RETRY = {"retries": 3, "retry_delay_seconds": [1, 5, 15], "retry_condition_fn": transient_only}
+
+
+@task(name="receive report", **RETRY)
+def receive_report(case_id: int) -> StepSummary:
+    """Send the reporter a receipt and hand the case to assessment."""
+    return run_step(receive, case_id)
+
+
+@task(name="assess case", **RETRY)
+def assess_case(case_id: int) -> StepSummary:
+    """Set priority, SLA deadline and the team the case is routed to."""
+    return run_step(assess, case_id)
+
+
+@task(name="dispatch case", **RETRY)
+def dispatch_case(case_id: int) -> StepSummary:
+    """Assign the case to an on-duty team member (or back to its handler when reopened)."""
+    return run_step(dispatch, case_id)
+
+
+@task(name="evaluate case", **RETRY)
+def evaluate_case(case_id: int) -> StepSummary:
+    """Ask the reporter for a rating, or close / reopen on the rating given."""
+    return run_step(evaluate, case_id)
+
+
+class SweepSummary(StepSummary):
+    """What one SLA sweep did."""
+
+    warned: list[str] = []
+    escalated: list[str] = []
+    auto_closed: list[str] = []
+    restarted: list[str] = []
+
+
+@task(name="sweep SLAs", **RETRY)
+def sweep_slas() -> SweepSummary:
+    """Warn before deadlines, escalate breaches, auto-close unrated cases, restart stuck stages."""
+    config = LoopConfig.from_settings(get_settings())
+    with session_scope() as session:
+        out = sweep(session, now=utcnow(), config=config)
+    return SweepSummary(
+        case_id=0, case_number="", status="", notifications=out.notifications,
+        events=[EventOut(name=e.name, case_id=e.case_id, case_number=e.case_number, payload=e.payload)
+                for e in out.events],
+        warned=out.warned, escalated=out.escalated, auto_closed=out.auto_closed, restarted=out.restarted,
+        detail=f"{len(out.warned)} warned, {len(out.escalated)} escalated, {len(out.auto_closed)} auto-closed, "
+        f"{len(out.restarted)} restarted",
+    )
+
+
+@task(name="announce")
+def announce(events: list[EventOut]) -> list[str]:
+    """Emit the step's case events to Prefect, which start the next stage's flow."""
+    PrefectEventBus().emit([CaseEventOut(e.name, e.case_id, e.case_number, e.payload) for e in events])
+    return [e.name for e in events]

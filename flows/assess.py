@@ -2,7 +2,7 @@
 
 from prefect import flow
 
-from tasks.cases import announce, assess_case
+from tasks.cases import publish, assess_case
 from tasks.common import StepSummary
 
 
@@ -10,5 +10,5 @@ from tasks.common import StepSummary
 async def assess(case_id: int) -> StepSummary:
     """Assess a received case, then hand it to dispatch."""
     step = assess_case(case_id)
-    announce(step.events)
+    publish(step)
     return step

@@ -13,12 +13,15 @@ from flows.evaluate import evaluate
 from flows.report import report
 from flows.sla_watch import sla_watch
 
-# stage flow → the case events that start it (emitted by the previous stage, the CLI, API or simulator)
+# stage flow → the case events that start it. Intake (CLI, API, simulator), handlers and residents
+# emit reported / resolved / rated; evaluate emits reopened; the SLA watch emits restart.<stage> for a
+# case idle in an automated stage. The report flow runs assess and dispatch as its subflows, so
+# the events those two emit (assessing, assessed, dispatched) only record progress.
 STAGES = [
-    (report, ["linli.case.reported"]),
-    (assess, ["linli.case.assessing"]),
-    (dispatch, ["linli.case.assessed", "linli.case.reopened"]),
-    (evaluate, ["linli.case.resolved", "linli.case.rated"]),
+    (report, ["linli.case.reported", "linli.case.restart.report"]),
+    (assess, ["linli.case.restart.assess"]),
+    (dispatch, ["linli.case.reopened", "linli.case.restart.dispatch"]),
+    (evaluate, ["linli.case.resolved", "linli.case.rated", "linli.case.restart.evaluate"]),
 ]
 
 

@@ -2,15 +2,13 @@
 
 from prefect import flow
 
-from tasks.cases import announce, dispatch_case
+from tasks.cases import publish, dispatch_case
 from tasks.common import StepSummary
-from tasks.notify import deliver_notifications
 
 
 @flow(name="dispatch", flow_run_name="dispatch · case {case_id}")
 async def dispatch(case_id: int) -> StepSummary:
     """Assign an assessed (or reopened) case and notify the assignee."""
     step = dispatch_case(case_id)
-    deliver_notifications(step.notifications)
-    announce(step.events)
+    publish(step)
     return step

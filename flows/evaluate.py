@@ -2,15 +2,13 @@
 
 from prefect import flow
 
-from tasks.cases import announce, evaluate_case
+from tasks.cases import publish, evaluate_case
 from tasks.common import StepSummary
-from tasks.notify import deliver_notifications
 
 
 @flow(name="evaluate", flow_run_name="evaluate · case {case_id}")
 async def evaluate(case_id: int) -> StepSummary:
     """Evaluate a resolved case: request the rating, or act on the rating given."""
     step = evaluate_case(case_id)
-    deliver_notifications(step.notifications)
-    announce(step.events)
+    publish(step)
     return step

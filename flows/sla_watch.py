@@ -2,14 +2,12 @@
 
 from prefect import flow
 
-from tasks.cases import SweepSummary, announce, sweep_slas
-from tasks.notify import deliver_notifications
+from tasks.cases import SweepSummary, publish, sweep_slas
 
 
 @flow(name="sla-watch", flow_run_name="sla-watch")
 async def sla_watch() -> SweepSummary:
     """One sweep over open cases."""
     swept = sweep_slas()
-    deliver_notifications(swept.notifications)
-    announce(swept.events)
+    publish(swept)
     return swept

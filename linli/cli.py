@@ -264,7 +264,7 @@ def demo(
     prefect_port: Annotated[int | None, typer.Option(help="Port of the demo's Prefect server.")] = None,
     dashboard_port: Annotated[int | None, typer.Option(help="Port of the dashboard.")] = None,
     no_simulator: Annotated[bool, typer.Option("--no-simulator", help="Do not simulate residents and staff.")] = False,
-    report_every: Annotated[float, typer.Option(min=0.5, help="Seconds between simulated reports.")] = 5.0,
+    report_every: Annotated[float, typer.Option(min=0.5, help="Seconds between simulated reports.")] = 6.0,
 ) -> None:
     """Run a whole street office here: Prefect server, the loop's flows, the dashboard and a simulator."""
     settings = get_settings()

@@ -6,10 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -18,15 +16,16 @@ from sqlmodel import Session, create_engine
 import linli.models  # noqa: F401  (registers every table)
 from linli.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for `url`; SQLite gets WAL and a busy timeout so flows and the dashboard share it."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _ensure_sqlite_folder(url)
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -39,6 +38,13 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def _ensure_sqlite_folder(url: str) -> None:
+    """SQLite creates the file but not its folder."""
+    path = url.split("///", 1)[-1]
+    if url.startswith("sqlite") and path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 @lru_cache
@@ -68,6 +74,8 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
 
 def alembic_config(url: str) -> Config:
     """An Alembic config pointing at Linli's migrations and the given database."""
+    from alembic.config import Config  # imported here: flow processes never migrate, and it is slow
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -76,6 +84,9 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Create or migrate the database at `url` to `revision`."""
+    from alembic import command
+
+    _ensure_sqlite_folder(url)
     try:
         command.upgrade(alembic_config(url), revision)
     except OperationalError as err:

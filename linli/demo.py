@@ -109,9 +109,11 @@ def wait_deployments(api_url: str, names: set[str], *, timeout: float, group: Pr
 def dashboard_script() -> Path:
     """Path of the Streamlit app (found without importing the dashboards package)."""
     spec = importlib.util.find_spec("dashboards")
-    if spec is None or spec.origin is None:
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    script = Path(folders[0]) / "app.py" if folders else None
+    if script is None or not script.is_file():
         raise ConfigurationError("the dashboards package is not installed", hint="run `make demo` from the repo")
-    return Path(spec.origin).parent / "app.py"
+    return script
 
 
 LOOP_DEPLOYMENTS = {"report", "assess", "dispatch", "evaluate", "sla-watch"}

@@ -162,6 +162,8 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_API_PORT": str(settings.prefect.port),
         "PREFECT_LOGGING_LEVEL": "INFO",
         "DO_NOT_TRACK": "1",
+        # Schedule a few runs ahead, not 100: fewer writes on the embedded SQLite server.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "5",
     }
     if settings.prefect.database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = settings.prefect.database_url

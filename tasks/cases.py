@@ -1,4 +1,4 @@
-"""Tasks of the closed loop: receive, assess, dispatch, evaluate, SLA sweep, announce."""
+"""Tasks of the closed loop: receive, assess, dispatch, evaluate, SLA sweep, and publish their outcome."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from linli.loop.dispatch import dispatch
 from linli.loop.evaluate import evaluate
 from linli.loop.sla import sweep
 from linli.models import utcnow
+from linli.notify import AppriseNotifier, deliver
 from linli.settings import get_settings
 from tasks.common import EventOut, StepSummary, run_step, transient_only
 
@@ -67,8 +68,20 @@ def sweep_slas() -> SweepSummary:
     )
 
 
-@task(name="announce")
-def announce(events: list[EventOut]) -> list[str]:
-    """Emit the step's case events to Prefect, which start the next stage's flow."""
-    PrefectEventBus().emit([CaseEventOut(e.name, e.case_id, e.case_number, e.payload) for e in events])
-    return [e.name for e in events]
+@task(name="publish", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
+def publish(step: StepSummary) -> dict[str, int]:
+    """After the step committed: deliver the notifications it queued, then announce its case events.
+
+    The events start the next stage's deployment, so they go out last.
+    """
+    counts: dict[str, int] = {}
+    if step.notifications:
+        settings = get_settings()
+        notifier = AppriseNotifier(timeout_seconds=settings.notify.timeout_seconds)
+        with session_scope() as session:
+            rows = deliver(session, step.notifications, notifier=notifier, global_urls=settings.notify.urls)
+        for row in rows:
+            counts[str(row.status)] = counts.get(str(row.status), 0) + 1
+    PrefectEventBus().emit([CaseEventOut(e.name, e.case_id, e.case_number, e.payload) for e in step.events])
+    counts["events"] = len(step.events)
+    return counts

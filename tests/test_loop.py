@@ -234,7 +234,7 @@ def test_sla_watch_auto_closes_unrated_cases_and_restarts_stuck_ones(session: Se
     session.refresh(case)
     assert out.auto_closed == [case.number] and case.status == CaseStatus.closed
     assert stuck.number in out.restarted
-    assert ("linli.case.reported", stuck.id) in [(e.name, e.case_id) for e in out.events]
+    assert ("linli.case.restart.report", stuck.id) in [(e.name, e.case_id) for e in out.events]
 
 
 def test_assignments_are_recorded(session: Session) -> None:

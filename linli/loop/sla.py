@@ -70,16 +70,16 @@ def _escalate(session: Session, case: Case, *, config: LoopConfig, now: datetime
     out.events.append(case_event("escalated", case.id or 0, case.number, level=level))
 
 
-# Which event restarts a case idle in an automated stage.
 def _restart_event(case: Case) -> str | None:
+    """Which stage restarts a case idle in an automated stage (`restart.<stage>`), if any."""
     if case.status == CaseStatus.reported:
-        return "reported"
+        return "restart.report"
     if case.status == CaseStatus.assessing:
-        return "assessed" if case.due_at is not None else "assessing"
+        return "restart.dispatch" if case.due_at is not None else "restart.assess"
     if case.status == CaseStatus.reopened:
-        return "reopened"
+        return "restart.dispatch"
     if case.status == CaseStatus.resolved and case.rating_requested_at is None:
-        return "resolved"
+        return "restart.evaluate"
     return None
 
 

@@ -1,0 +1,112 @@
+"""The loop's flows through Prefect's test harness, notifications delivered to a real HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+from sqlmodel import Session, col, select
+
+from flows.deployments import STAGES, loop_deployments
+from flows.evaluate import evaluate
+from flows.report import report
+from flows.sla_watch import sla_watch
+from linli.loop.evaluate import rate
+from linli.loop.handle import accept, resolve
+from linli.models import Case, CaseEvent, CaseStatus, Notification, NotificationStatus, Staff
+from linli.receiver import NotificationReceiver
+from linli.settings import Settings, get_settings
+from tests.factories import a_case, seeded
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    """A temporary Prefect server (the harness) for the flows in this module."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def receiver(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotificationReceiver]:
+    """A real HTTP receiver that every notification is also sent to (LINLI_NOTIFY__URLS)."""
+    with NotificationReceiver() as rx:
+        monkeypatch.setenv("LINLI_NOTIFY__URLS", rx.apprise_url())
+        get_settings.cache_clear()
+        yield rx
+    get_settings.cache_clear()
+
+
+def _run(flow_fn, **kwargs):  # type: ignore[no-untyped-def]
+    return asyncio.run(flow_fn(**kwargs))
+
+
+def test_a_report_becomes_a_closed_case_with_its_timeline_and_notifications_delivered(
+    prefect_server: None, receiver: NotificationReceiver, session: Session
+) -> None:
+    seeded(session)
+    case = a_case(session, text="2栋门口的路灯坏了，晚上很黑")
+    assert _run(report, case_id=case.id).status == "assessing"  # runs assess and dispatch as subflows
+    session.refresh(case)
+    assert case.status == CaseStatus.dispatched and case.due_at is not None
+    assignee = session.get(Staff, case.assignee_id)
+    assert assignee is not None
+    assignment = receiver.wait_for(lambda m: "派单" in str(m["json"]) or case.number in str(m["json"]), count=2)
+    assert any(assignee.name in str(m["json"]["message"]) for m in assignment)
+    accept(session, case.id, staff_id=case.assignee_id)
+    resolve(session, case.id, staff_id=case.assignee_id, note="已更换灯泡")
+    session.commit()
+    assert _run(evaluate, case_id=case.id).detail == "rating requested"
+    rate(session, case.id, resident_id=case.reporter_id, rating=5, comment="谢谢")
+    session.commit()
+    assert _run(evaluate, case_id=case.id).status == "closed"
+    session.expire_all()
+    assert session.get(Case, case.id).status == CaseStatus.closed  # type: ignore[union-attr]
+    moves = session.exec(select(CaseEvent.to_status).where(CaseEvent.case_id == case.id,
+                                                           CaseEvent.action == "transition")
+                         .order_by(col(CaseEvent.id))).all()
+    assert moves == ["assessing", "dispatched", "in_progress", "resolved", "closed"]
+    rows = session.exec(select(Notification).where(Notification.case_id == case.id)
+                        .order_by(col(Notification.id))).all()
+    assert [(n.kind, n.status) for n in rows] == [
+        ("receipt", NotificationStatus.sent), ("assignment", NotificationStatus.sent),
+        ("rating_request", NotificationStatus.sent), ("closed", NotificationStatus.sent)]
+    arrived = receiver.wait_for(lambda m: case.number in str(m["json"]), count=4)
+    titles = [m["json"]["title"] for m in arrived]
+    assignment_row, rating_row = rows[1], rows[2]
+    assert assignment_row.title in titles and rating_row.title in titles
+    assert any(rating_row.body.splitlines()[0] in m["json"]["message"] for m in arrived)
+
+
+def test_the_sla_watch_flow_escalates_an_overdue_case(prefect_server: None, settings: Settings,
+                                                      session: Session) -> None:
+    from datetime import timedelta
+
+    from linli.models import utcnow
+
+    seeded(session)
+    case = a_case(session)
+    _run(report, case_id=case.id)
+    session.refresh(case)
+    case.due_at = utcnow() - timedelta(minutes=1)
+    session.add(case)
+    session.commit()
+    swept = _run(sla_watch)
+    assert swept.escalated == [case.number]
+    session.refresh(case)
+    assert case.escalation_level == 1
+    escalations = session.exec(select(Notification).where(Notification.kind == "escalation")).all()
+    assert escalations and all(n.status == NotificationStatus.recorded for n in escalations)  # no URL configured
+
+
+def test_each_stage_is_a_deployment_started_by_the_previous_stages_event() -> None:
+    deployments = {d.name: d for d in loop_deployments(sla_interval_seconds=30)}
+    assert set(deployments) == {"report", "assess", "dispatch", "evaluate", "sla-watch"}
+    expected = {flow.name: set(events) for flow, events in STAGES}
+    for name, events in expected.items():
+        (trigger,) = deployments[name].triggers
+        assert trigger.expect == events
+        assert trigger.parameters == {"case_id": "{{ event.payload.case_id }}"}
+    schedule = deployments["sla-watch"].schedules[0].schedule
+    assert schedule.interval.total_seconds() == 30

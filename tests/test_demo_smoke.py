@@ -1,0 +1,46 @@
+"""`linli demo` as a user runs it: real Prefect server, served flows, dashboard, simulator — cases close."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from linli.db import make_engine
+from linli.models import Case, CaseEvent, CaseStatus, Notification
+from tests.services import reachable
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_demo_runs_the_loop_until_cases_close_and_stops_cleanly(tmp_path: Path) -> None:
+    data = tmp_path / "linli"
+    env = {"LINLI_DATA_DIR": str(data), "LINLI_LANGUAGE": "en", "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+    prefect_port, dashboard_port = _free_port(), _free_port()
+    cmd = [sys.executable, "-m", "linli.cli", "demo", "--duration", "60", "--prefect-port", str(prefect_port),
+           "--dashboard-port", str(dashboard_port), "--report-every", "4"]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Prefect UI" in output and "Dashboard" in output and "Cases by status" in output
+    engine = make_engine(f"sqlite:///{data / 'linli.db'}")
+    with Session(engine) as session:
+        closed = session.exec(select(Case).where(Case.status == CaseStatus.closed)).all()
+        assert closed, f"no case closed in 60 s:\n{output}\n" + (data / "logs" / "flows.log").read_text()[-3000:]
+        actors = {e.actor for e in session.exec(select(CaseEvent).where(CaseEvent.case_id == closed[0].id)).all()}
+        assert {"flow:report", "flow:assess", "flow:dispatch", "flow:evaluate"} <= actors
+        kinds = {n.kind for n in session.exec(select(Notification).where(Notification.case_id == closed[0].id)).all()}
+        assert {"assignment", "rating_request"} <= kinds
+    engine.dispose()
+    for port in (prefect_port, dashboard_port):  # stopped cleanly: nothing listens any more
+        assert not reachable("127.0.0.1", port), f"something still listens on {port} after the demo stopped"

@@ -2,7 +2,7 @@
 
 from prefect import flow
 
-from tasks.cases import publish, assess_case
+from tasks.cases import assess_case, publish
 from tasks.common import StepSummary
 
 

@@ -2,7 +2,7 @@
 
 from prefect import flow
 
-from tasks.cases import publish, dispatch_case
+from tasks.cases import dispatch_case, publish
 from tasks.common import StepSummary
 
 

@@ -2,7 +2,7 @@
 
 from prefect import flow
 
-from tasks.cases import publish, evaluate_case
+from tasks.cases import evaluate_case, publish
 from tasks.common import StepSummary
 
 

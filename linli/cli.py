@@ -260,11 +260,12 @@ def case_rate(number: str, resident: Annotated[int, typer.Option(help="Your resi
 
 @app.command()
 def demo(
-    duration: Annotated[float | None, typer.Option(help="Once everything is up, run this many seconds, then stop cleanly (smoke tests).")] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="Once everything is up, run this many seconds, then stop cleanly (smoke tests).")] = None,
     prefect_port: Annotated[int | None, typer.Option(help="Port of the demo's Prefect server.")] = None,
     dashboard_port: Annotated[int | None, typer.Option(help="Port of the dashboard.")] = None,
     no_simulator: Annotated[bool, typer.Option("--no-simulator", help="Do not simulate residents and staff.")] = False,
-    report_every: Annotated[float, typer.Option(min=0.5, help="Seconds between simulated reports.")] = 6.0,
+    report_every: Annotated[float, typer.Option(min=0.5, help="Seconds between simulated reports.")] = 10.0,
 ) -> None:
     """Run a whole street office here: Prefect server, the loop's flows, the dashboard and a simulator."""
     settings = get_settings()

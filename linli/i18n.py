@@ -7,7 +7,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "hint": {"zh": "怎么办", "en": "What to do"},
     "db_upgraded": {"zh": "数据库已升级到最新结构：{url}", "en": "Database is at the latest schema: {url}"},
     "seeded": {"zh": "示例社区已就绪：{summary}", "en": "Sample community ready: {summary}"},
-    "report_filed": {"zh": "已受理，案件编号 {number}（{category}）", "en": "Report filed as case {number} ({category})"},
+    "report_filed": {"zh": "已受理，案件编号 {number}（{category}）",
+                     "en": "Report filed as case {number} ({category})"},
     "prefect_down": {
         "zh": "未连接到 Prefect（{url}）：案件已保存，流程启动后会自动接手。",
         "en": "Prefect is not reachable at {url}: the case is saved and the flows pick it up once running.",

@@ -90,7 +90,7 @@ def seed_sample(session: Session, *, buildings_per_grid: int = 2, residents_per_
     session.add(Staff(name="区职能部门 " + _name(91), phone=_phone(91), role=StaffRole.district_officer,
                       team="district", level=2))
     counts["staff"] += 2
-    for c_index, (code, name, lat0, lon0) in enumerate(COMMUNITIES):
+    for code, name, lat0, lon0 in COMMUNITIES:
         community = Community(code=code, name=name, street_office_id=office.id)
         session.add(community)
         session.flush()

@@ -28,7 +28,7 @@ def test_demo_runs_the_loop_until_cases_close_and_stops_cleanly(tmp_path: Path) 
            "HOME": str(tmp_path)}
     prefect_port, dashboard_port = _free_port(), _free_port()
     cmd = [sys.executable, "-m", "linli.cli", "demo", "--duration", "60", "--prefect-port", str(prefect_port),
-           "--dashboard-port", str(dashboard_port), "--report-every", "4"]
+           "--dashboard-port", str(dashboard_port), "--report-every", "8"]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output

@@ -75,7 +75,8 @@ def dispatch(session: Session, case_id: int, *, config: LoopConfig) -> StepResul
     why = "reopened: back to the handler" if reopened else f"team {category.team}, round robin"
     session.add(Assignment(case_id=case.id, staff_id=staff.id, reason=why))
     case.assignee_id = staff.id
-    transition(session, case, CaseStatus.dispatched, actor="flow:dispatch", reason=f"assigned to staff:{staff.id} ({why})")
+    transition(session, case, CaseStatus.dispatched, actor="flow:dispatch",
+               reason=f"assigned to staff:{staff.id} ({why})")
     if reopened:
         feedback = session.exec(select(Feedback).where(Feedback.case_id == case.id)
                                 .order_by(col(Feedback.id).desc())).first()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from linli.errors import ValidationError
-from linli.loop.common import LoopConfig, StepResult, get_case
+from linli.loop.common import StepResult, get_case
 from linli.models import Assignment, CasePhoto, CaseStatus, PhotoKind, utcnow
 from linli.photos import photo_key, prepare_photo
 from linli.statemachine import record, transition

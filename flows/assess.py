@@ -9,6 +9,6 @@ from tasks.common import StepSummary
 @flow(name="assess", flow_run_name="assess · case {case_id}")
 async def assess(case_id: int) -> StepSummary:
     """Assess a received case, then hand it to dispatch."""
-    step = assess_case(case_id)
-    publish(step)
+    step = await assess_case(case_id)
+    await publish(step)
     return step

@@ -9,6 +9,6 @@ from tasks.common import StepSummary
 @flow(name="dispatch", flow_run_name="dispatch · case {case_id}")
 async def dispatch(case_id: int) -> StepSummary:
     """Assign an assessed (or reopened) case and notify the assignee."""
-    step = dispatch_case(case_id)
-    publish(step)
+    step = await dispatch_case(case_id)
+    await publish(step)
     return step

@@ -9,6 +9,6 @@ from tasks.common import StepSummary
 @flow(name="evaluate", flow_run_name="evaluate · case {case_id}")
 async def evaluate(case_id: int) -> StepSummary:
     """Evaluate a resolved case: request the rating, or act on the rating given."""
-    step = evaluate_case(case_id)
-    publish(step)
+    step = await evaluate_case(case_id)
+    await publish(step)
     return step

@@ -15,8 +15,8 @@ from tasks.common import StepSummary
 @flow(name="report", flow_run_name="report · case {case_id}")
 async def report(case_id: int) -> StepSummary:
     """A new case: tell the reporter we have it, assess it, dispatch it."""
-    step = receive_report(case_id)
-    publish(step)
+    step = await receive_report(case_id)
+    await publish(step)
     await assess(case_id=case_id)
     await dispatch(case_id=case_id)
     return step

@@ -8,6 +8,6 @@ from tasks.cases import SweepSummary, publish, sweep_slas
 @flow(name="sla-watch", flow_run_name="sla-watch")
 async def sla_watch() -> SweepSummary:
     """One sweep over open cases."""
-    swept = sweep_slas()
-    publish(swept)
+    swept = await sweep_slas()
+    await publish(swept)
     return swept

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 
 def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -31,9 +33,25 @@ def ensure_postgres() -> str:
     return "PostgreSQL not reachable at 127.0.0.1:5432: tests fall back to SQLite only"
 
 
+def ensure_browser() -> str:
+    """Install Debian's chromium and CJK fonts for the dashboard's browser test, when we may."""
+    if shutil.which("chromium") and Path("/usr/share/fonts/opentype/noto").exists():
+        return "chromium found: the dashboard is also tested in a real browser"
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for args in (["apt-get", "install", "-y", "-q", "chromium", "fonts-noto-cjk"],
+                     ["apt-get", "update", "-q"],
+                     ["apt-get", "install", "-y", "-q", "chromium", "fonts-noto-cjk"]):
+            subprocess.run(args, capture_output=True, env=env, timeout=900)
+            if args[1] == "install" and shutil.which("chromium"):
+                return "chromium installed: the dashboard is also tested in a real browser"
+    return "chromium not available (not root or no apt-get): the browser test is skipped, with this reason"
+
+
 def main() -> int:
     """Print one line per service the suite uses."""
     print(f"[linli test services] {ensure_postgres()}")
+    print(f"[linli test services] {ensure_browser()}")
     return 0
 
 

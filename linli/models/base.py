@@ -37,9 +37,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def created_at_field() -> Any:
+def created_at_field(*, index: bool = False) -> Any:
     """A non-null creation timestamp defaulting to now (UTC)."""
-    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=index)
 
 
 def timestamp_field(*, index: bool = False) -> Any:

@@ -1,0 +1,1 @@
+"""Linli's Streamlit dashboard for managers: `streamlit run dashboards/app.py`."""

@@ -27,8 +27,8 @@ def test_demo_runs_the_loop_until_cases_close_and_stops_cleanly(tmp_path: Path) 
     env = {"LINLI_DATA_DIR": str(data), "LINLI_LANGUAGE": "en", "PATH": "/usr/bin:/bin",
            "HOME": str(tmp_path)}
     prefect_port, dashboard_port = _free_port(), _free_port()
-    cmd = [sys.executable, "-m", "linli.cli", "demo", "--duration", "60", "--prefect-port", str(prefect_port),
-           "--dashboard-port", str(dashboard_port), "--report-every", "8"]
+    cmd = [sys.executable, "-m", "linli.cli", "demo", "--duration", "120", "--prefect-port", str(prefect_port),
+           "--dashboard-port", str(dashboard_port), "--report-every", "15"]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
@@ -36,7 +36,7 @@ def test_demo_runs_the_loop_until_cases_close_and_stops_cleanly(tmp_path: Path) 
     engine = make_engine(f"sqlite:///{data / 'linli.db'}")
     with Session(engine) as session:
         closed = session.exec(select(Case).where(Case.status == CaseStatus.closed)).all()
-        assert closed, f"no case closed in 60 s:\n{output}\n" + (data / "logs" / "flows.log").read_text()[-3000:]
+        assert closed, f"no case closed in 120 s:\n{output}\n" + (data / "logs" / "flows.log").read_text()[-3000:]
         actors = {e.actor for e in session.exec(select(CaseEvent).where(CaseEvent.case_id == closed[0].id)).all()}
         assert {"flow:report", "flow:assess", "flow:dispatch", "flow:evaluate"} <= actors
         kinds = {n.kind for n in session.exec(select(Notification).where(Notification.case_id == closed[0].id)).all()}

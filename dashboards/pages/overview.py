@@ -42,7 +42,7 @@ def kpis(community_id: int | None) -> None:
     cols[3].metric(t("kpi_overdue", lang), ov.overdue)
     cols = st.columns(4)
     median = ov.median_handling_hours
-    cols[0].metric(t("kpi_median", lang), none if median is None else t("hours", lang, value=median),
+    cols[0].metric(t("kpi_median", lang), none if median is None else duration_text(median, lang),
                    help=t("kpi_median_help", lang))
     mean, share = ov.satisfaction_mean, ov.satisfaction_share
     cols[1].metric(t("kpi_satisfaction", lang), none if mean is None else f"{mean:.2f} / 5",
@@ -53,6 +53,11 @@ def kpis(community_id: int | None) -> None:
     st.bar_chart({"status": labels, "count": list(ov.by_status.values())}, x="status", y="count",
                  x_label="", y_label=t("cases", lang), horizontal=True, sort=False, height=280)
     st.caption(t("refresh", lang, seconds=int(REFRESH.total_seconds()), time=local_time(now, tz)))
+
+
+def duration_text(hours: float, lang: str) -> str:
+    """Hours as "3.5 小时", or minutes below an hour — "0.0 小时" would hide a fast loop."""
+    return t("hours", lang, value=hours) if hours >= 1 else t("minutes", lang, value=hours * 60)
 
 
 @st.fragment(run_every=REFRESH)

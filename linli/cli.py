@@ -13,7 +13,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy import func
 from sqlmodel import col, select
 
@@ -187,10 +187,14 @@ def cases(
         if not rows:
             console.print(t("no_cases", lang))
             return
-        table = Table("number", "status", "category", "level", "created (UTC)", "description")
+        # Every column but the description keeps its width: a case number is quoted on the phone.
+        # Fits 80 columns: only the description gives way; a case number is quoted on the phone.
+        widths = {"number": len(rows[0][0].number), "status": 11, "category": 8, "level": 5, "created": 11}
+        table = Table(*(Column(name, no_wrap=True, min_width=w) for name, w in widths.items()),
+                      Column("description", ratio=1))
         for case, cat in rows:
             table.add_row(case.number, str(case.status), cat.name_zh if lang == "zh" else cat.name_en,
-                          str(case.escalation_level), f"{case.created_at:%m-%d %H:%M:%S}", case.description[:40])
+                          str(case.escalation_level), f"{case.created_at:%m-%d %H:%M}", case.description)
         console.print(table)
         console.print(t("demo_summary", lang, counts=", ".join(f"{k}={v}" for k, v in sorted(counts.items()))))
 

@@ -79,6 +79,10 @@ def parse(text: str) -> nodes.Template:
         raise ExpressionError(f"expression {text!r} does not parse: {err.message}") from err
     for node in tree.find_all(_FORBIDDEN_NODES):
         raise ExpressionError(f"expression {text!r} uses {{% {type(node).__name__.lower()} %}}, which is not allowed")
+    for name in tree.find_all(nodes.Name):
+        if name.name in ("self", "loop", "varargs", "kwargs", "caller") and name.ctx == "load":
+            # template internals, not data: nothing a definition needs
+            raise ExpressionError(f"expression {text!r} uses '{name.name}', which is not allowed")
     return tree
 
 
@@ -120,6 +124,7 @@ def condition_text(when: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _compiled_expression(expr: str) -> Any:
+    parse("{{ " + expr + " }}")
     return ENV.compile_expression(expr, undefined_to_none=False)
 
 

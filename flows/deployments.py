@@ -22,11 +22,18 @@ from linli.dag.model import DagDefinition
 from linli.dag.registry import TaskRegistry
 from linli.dag.validate import load_folder
 
+
+def _text(template: str) -> dict[str, str]:
+    # An explicit Jinja value renders to a string; a bare "{{ x }}" would go through tojson, which
+    # fails for an event's UUID and datetime (Prefect then refuses to create the run).
+    return {"__prefect_kind": "jinja", "template": template}
+
+
 # What the runner's `trigger` parameter holds for an event-started run (Prefect renders these per event).
-EVENT_TRIGGER_PARAMETERS = {
-    "event": "{{ event.event }}", "id": "{{ event.id }}", "occurred": "{{ event.occurred }}",
-    "resource": "{{ event.resource.id }}", "resource_name": "{{ event.resource.name }}",
-    "payload": "{{ event.payload }}",
+EVENT_TRIGGER_PARAMETERS: dict[str, Any] = {
+    "event": _text("{{ event.event }}"), "id": _text("{{ event.id }}"), "occurred": _text("{{ event.occurred }}"),
+    "resource": _text("{{ event.resource.id }}"), "resource_name": _text("{{ event.resource.name or '' }}"),
+    "payload": "{{ event.payload }}",  # one expression: kept a JSON object
 }
 
 

@@ -264,3 +264,51 @@ def test_deploy_registers_each_definition_with_its_schedule_and_params_form(pref
     form = deployment.parameter_openapi_schema["properties"]["params"]["properties"]
     assert form["hours"] == {"title": "hours", "description": "Hours between checks", "type": "integer",
                              "default": 6}
+
+
+def test_an_event_creates_a_run_of_the_dags_deployment_with_the_event_as_trigger(prefect_server: None,
+                                                                                   dags: Path) -> None:
+    """Prefect's own automation renders the trigger parameters (a runner would then execute the run)."""
+    import time
+
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.events import emit_event
+
+    from flows.deploy import deploy
+
+    name = _write(dags, """
+        name: on-reported
+        params: {case_id: {type: integer}}
+        trigger:
+          events: [linli.test.reported]
+          match: {prefect.resource.id: "linli.case.*"}
+          params: {case_id: "{{ trigger.payload.case_id }}"}
+        steps:
+          note: {task: testing.record, with: {label: "case {{ params.case_id }}"}}
+        """)
+    deploy()
+
+    async def deployment_id() -> Any:
+        async with get_client() as client:
+            return (await client.read_deployment_by_name(f"dag/{name}")).id
+
+    target = asyncio.run(deployment_id())
+    time.sleep(2)  # the server loads new automations on a short interval
+    emit_event(event="linli.test.reported", resource={"prefect.resource.id": "linli.case.41",
+                                                      "prefect.resource.name": "C-0041"}, payload={"case_id": 41})
+
+    async def runs() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[target])))
+
+    deadline = time.monotonic() + 60
+    found: list[Any] = []
+    while not found and time.monotonic() < deadline:
+        time.sleep(1)
+        found = asyncio.run(runs())
+    assert found, "no run was created for the event"
+    trigger = found[0].parameters["trigger"]
+    assert trigger["event"] == "linli.test.reported" and trigger["payload"] == {"case_id": 41}
+    assert trigger["resource"] == "linli.case.41" and trigger["resource_name"] == "C-0041"
+    assert found[0].parameters["dag"] == name

@@ -119,6 +119,7 @@ def test_each_stage_is_a_deployment_of_its_dag_started_by_the_previous_stages_ev
         (trigger,) = deployments[name].triggers
         assert trigger.expect == events
         assert trigger.parameters["trigger"]["payload"] == "{{ event.payload }}"
+        assert trigger.parameters["trigger"]["event"]["template"] == "{{ event.event }}"
         assert deployments[name].parameters["dag"] == name
     schedule = deployments["sla-watch"].schedules[0].schedule
     assert schedule.interval.total_seconds() == 60

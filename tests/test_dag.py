@@ -183,3 +183,11 @@ def test_cli_validate_exits_2_naming_the_file_the_step_and_the_fix(tmp_path: Pat
     good = runner.invoke(app, ["dag", "validate"])
     assert good.exit_code == 0, good.output
     get_settings.cache_clear()
+
+
+def test_trigger_params_must_name_a_param_and_read_only_the_trigger() -> None:
+    issues = _issues({"top": {"trigger": {"events": ["linli.case.reported"],
+                                          "params": {"case": "{{ trigger.payload.case_id }}",
+                                                     "n": "{{ params.n }}"}}}})
+    assert any("trigger.params sets 'case', which is not a parameter" in i for i in issues)
+    assert any("trigger.params.n may only read the trigger" in i for i in issues)

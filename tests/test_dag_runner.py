@@ -312,3 +312,17 @@ def test_an_event_creates_a_run_of_the_dags_deployment_with_the_event_as_trigger
     assert trigger["event"] == "linli.test.reported" and trigger["payload"] == {"case_id": 41}
     assert trigger["resource"] == "linli.case.41" and trigger["resource_name"] == "C-0041"
     assert found[0].parameters["dag"] == name
+
+
+def test_an_event_whose_payload_does_not_match_runs_no_step(prefect_server: None, dags: Path) -> None:
+    name = _write(dags, """
+        name: fire-only
+        trigger: {events: [linli.case.reported], payload: {category: fire_hazard}}
+        steps:
+          tell: {task: testing.record, with: {label: "fire {{ trigger.payload.category }}"}}
+        """)
+    assert _run(name, trigger={"event": "linli.case.reported", "payload": {"category": "noise"}}) == {
+        "tell": "skipped"}
+    assert _run(name, trigger={"event": "linli.case.reported", "payload": {"category": "fire_hazard"}}) == {
+        "tell": "completed"}
+    assert dag_tasks.RECORDED == ["fire fire_hazard"]

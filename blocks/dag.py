@@ -79,7 +79,7 @@ async def load_block(name: str) -> DagDefinitionBlock | None:
         return None
 
 
-async def resolve_definition(name: str, *, folder: Path, registry: TaskRegistry) -> Resolved:
+async def resolve_definition(name: str, *, folder: Path, registry: TaskRegistry, lang: str = "zh") -> Resolved:
     """The definition a run of `name` uses now: a valid override, else its last good version, else the file.
 
     Records on the block what happened, so the admin sees a refusal in the UI and the dashboard.
@@ -88,7 +88,7 @@ async def resolve_definition(name: str, *, folder: Path, registry: TaskRegistry)
     resolved = resolve(name, folder=folder, override=block.yaml if block else None,
                        last_good=block.last_good_yaml if block else None, registry=registry)
     if block is not None:
-        refused = str(resolved.refused) if resolved.refused else ""
+        refused = resolved.refused.text(lang) if resolved.refused else ""
         last_good = block.yaml if resolved.refused is None else block.last_good_yaml
         if (refused, last_good) != (block.refused, block.last_good_yaml):
             block.refused, block.last_good_yaml = refused, last_good

@@ -115,8 +115,10 @@ async def run_dag(dag: str, params: dict[str, Any] | None = None,
     """Run the low-code DAG `dag`: its override block if one validates, else its file in flows/dags/."""
     settings = get_settings()
     registry = load_task_modules(settings.dag.task_modules)
-    resolved = await resolve_definition(dag, folder=settings.dag.definitions_dir, registry=registry)
+    lang = str(settings.language)
+    resolved = await resolve_definition(dag, folder=settings.dag.definitions_dir, registry=registry, lang=lang)
     if resolved.refused is not None:
-        get_run_logger().warning("override refused, running %s instead:\n%s", resolved.origin, resolved.refused)
+        get_run_logger().warning("override refused, running %s instead:\n%s", resolved.origin,
+                                 resolved.refused.text(lang))
     return await execute(resolved.definition, params=params, trigger=trigger or {}, registry=registry,
                          source=resolved.origin)

@@ -26,7 +26,13 @@ def _run(work: Callable[[Settings], None]) -> None:
     # (importing them at the top would be circular, also under `python -m linli.cli`).
     from linli.cli import _run as run
 
-    run(work)
+    def told_in_the_users_language(settings: Settings) -> None:
+        try:
+            work(settings)
+        except DagInvalid as err:
+            raise err.in_language(str(settings.language)) from err
+
+    run(told_in_the_users_language)
 
 
 class _Console:

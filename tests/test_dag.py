@@ -96,7 +96,8 @@ def test_a_bad_cron_says_how_to_write_one() -> None:
 def test_a_yaml_syntax_error_gives_the_line() -> None:
     with pytest.raises(DagInvalid) as caught:
         load_text("name: x\nsteps:\n  a: {task: testing.record\n", source="x.yaml", registry=REGISTRY)
-    assert "line" in str(caught.value) and "x.yaml" in str(caught.value)
+    assert "line 4" in caught.value.text("en") and "x.yaml" in caught.value.text("en")
+    assert "第 4 行" in str(caught.value)  # zh first
 
 
 @pytest.mark.parametrize("expression", [
@@ -148,10 +149,12 @@ def test_every_shipped_definition_validates() -> None:
 def test_params_are_bound_with_defaults_and_checked() -> None:
     definition = load_text(yaml.safe_dump(GOOD), source="probe.yaml", registry=REGISTRY)
     assert bind_params(definition, {"n": "5"}, source="probe.yaml") == {"n": 5, "who": ["a", "b"]}
-    with pytest.raises(DagInvalid, match="unknown parameter 'm'"):
+    with pytest.raises(DagInvalid) as unknown:
         bind_params(definition, {"m": 1}, source="probe.yaml")
-    with pytest.raises(DagInvalid, match="'n' should be integer"):
+    assert "unknown parameter 'm'" in unknown.value.text("en") and "未知参数 'm'" in str(unknown.value)
+    with pytest.raises(DagInvalid) as mistyped:
         bind_params(definition, {"n": "many"}, source="probe.yaml")
+    assert "'n' should be integer" in mistyped.value.text("en")
 
 
 def test_the_graph_as_text_mermaid_and_png(tmp_path: Path) -> None:
@@ -182,6 +185,11 @@ def test_cli_validate_exits_2_naming_the_file_the_step_and_the_fix(tmp_path: Pat
     assert str(broken) in bad.output and "step 'assess'" in bad.output and "cases.assess" in bad.output
     good = runner.invoke(app, ["dag", "validate"])
     assert good.exit_code == 0, good.output
+    monkeypatch.setenv("LINLI_LANGUAGE", "zh")
+    get_settings.cache_clear()
+    zh = runner.invoke(app, ["dag", "validate", str(broken)])
+    said = " ".join(zh.output.split())  # Rich wraps long lines
+    assert zh.exit_code == 2 and "步骤 'assess'" in said and "未知任务 'cases.asess'" in said
     get_settings.cache_clear()
 
 

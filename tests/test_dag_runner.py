@@ -170,8 +170,9 @@ def test_a_bad_override_is_refused_and_the_last_good_version_keeps_running(prefe
     good = "name: guarded\nsteps:\n  say: {task: testing.record, with: {label: last good}}\n"
     bad = "name: guarded\nsteps:\n  say: {task: testing.recrod, with: {label: typo}}\n"
     DagDefinitionBlock(yaml=good).save(name, overwrite=True)
-    with pytest.raises(DagInvalid, match="step 'say': unknown task 'testing.recrod'"):
+    with pytest.raises(DagInvalid) as refused:
         DagDefinitionBlock(yaml=bad).save(name, overwrite=True)  # saving from Python refuses it at once
+    assert "step 'say': unknown task 'testing.recrod'" in refused.value.text("en")
     # The UI saves without Linli's checks: store the bad text the way it would, then run.
     block = DagDefinitionBlock.load(name)
     block.yaml = bad
@@ -179,7 +180,8 @@ def test_a_bad_override_is_refused_and_the_last_good_version_keeps_running(prefe
     _run(name)
     assert dag_tasks.RECORDED == ["last good"]
     kept = DagDefinitionBlock.load(name)
-    assert "step 'say': unknown task 'testing.recrod'" in kept.refused and kept.last_good_yaml == good
+    assert "步骤 'say'" in kept.refused and "未知任务 'testing.recrod'" in kept.refused  # in the setting's language
+    assert kept.last_good_yaml == good
 
 
 def test_each_definition_becomes_a_deployment_with_its_schedule_trigger_and_params_form() -> None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError as PydanticValidationError
 from linli.dag.expressions import ExpressionError, render, truthy
 from linli.dag.model import DagDefinition, Step
 from linli.dag.registry import RegisteredTask, error_text
-from linli.dag.validate import DagInvalid, DagIssue
+from linli.dag.validate import DagInvalid, issue
 
 _PYTHON = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
 StepState = Literal["completed", "skipped", "failed", "not_run"]
@@ -22,22 +22,20 @@ StepState = Literal["completed", "skipped", "failed", "not_run"]
 def bind_params(definition: DagDefinition, given: dict[str, Any] | None, *, source: str) -> dict[str, Any]:
     """The run's parameters: defaults overlaid with what was given, each checked against its type."""
     given = dict(given or {})
-    issues = [DagIssue(source, None, f"unknown parameter '{name}'",
-                       f"this DAG takes: {', '.join(definition.params) or 'no parameters'}")
+    issues = [issue(source, None, "run_param_unknown", name=name, known=list(definition.params))
               for name in given if name not in definition.params]
     bound: dict[str, Any] = {}
     for name, param in definition.params.items():
         if name not in given:
             if param.required:
-                issues.append(DagIssue(source, None, f"parameter '{name}' is required", "give it a value"))
+                issues.append(issue(source, None, "run_param_required", name=name))
             bound[name] = param.default
             continue
         value = given[name]
         try:
             bound[name] = None if value is None else TypeAdapter(_PYTHON[param.type]).validate_python(value)
         except PydanticValidationError as err:
-            issues.append(DagIssue(source, None, f"parameter '{name}' should be {param.type}: {error_text(err)}",
-                                   "fix the value in the run's parameters"))
+            issues.append(issue(source, None, "run_param_type", name=name, type=param.type, error=error_text(err)))
     if issues:
         raise DagInvalid(source, issues)
     return bound
@@ -53,8 +51,7 @@ def params_from_trigger(definition: DagDefinition, given: dict[str, Any] | None,
         try:
             params[name] = render(expression, {"trigger": trigger})
         except ExpressionError as err:
-            raise DagInvalid(source, [DagIssue(source, None, f"trigger.params.{name}: {err}",
-                                               "check the event's payload against the expression")]) from err
+            raise DagInvalid(source, [issue(source, None, "trigger_param_failed", name=name, error=err)]) from err
     return params
 
 
@@ -117,7 +114,7 @@ class RunState:
         try:
             return truthy(step.when, self.context)
         except ExpressionError as err:
-            raise DagInvalid(self.source, [DagIssue(self.source, name, f"when: {err}", "fix the condition")]) from err
+            raise DagInvalid(self.source, [issue(self.source, name, "when_failed", error=err)]) from err
 
     def arguments(self, name: str, step: Step, task: RegisteredTask) -> dict[str, Any]:
         """The step's `with:` rendered and converted to the task's parameter types."""
@@ -125,8 +122,7 @@ class RunState:
             rendered = render(step.with_, self.context)
             return task.bind(rendered)
         except ExpressionError as err:
-            issue = DagIssue(self.source, name, f"with: {err}", "fix the expression")
+            found = issue(self.source, name, "with_failed", error=err)
         except PydanticValidationError as err:
-            issue = DagIssue(self.source, name, f"arguments of {task.name} do not fit: {error_text(err)}",
-                             "check what the expressions produce against `linli dag tasks`")
-        raise DagInvalid(self.source, [issue])
+            found = issue(self.source, name, "arguments_mismatch", task=task.name, error=error_text(err))
+        raise DagInvalid(self.source, [found])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from linli.dag.model import DagDefinition
 from linli.dag.registry import TaskRegistry
-from linli.dag.validate import DagInvalid, DagIssue, load_file, load_text
+from linli.dag.validate import DagInvalid, issue, load_file, load_text
 from linli.errors import NotFound
 
 _FILE_CACHE: dict[tuple[Path, float], DagDefinition] = {}
@@ -44,8 +44,7 @@ def load_override(name: str, text: str, *, registry: TaskRegistry) -> DagDefinit
     source = override_source(name)
     definition = load_text(text, source=source, registry=registry)
     if definition.name != name:
-        raise DagInvalid(source, [DagIssue(source, None, f"the YAML names the DAG '{definition.name}'",
-                                           f"an override saved as '{name}' must say name: {name}")])
+        raise DagInvalid(source, [issue(source, None, "override_name", wrong=definition.name, name=name)])
     return definition
 
 

@@ -10,7 +10,7 @@ All problems are reported at once, each naming the file and the step.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,36 +18,71 @@ import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from linli.dag.expressions import NAMES, ExpressionError, condition_text, has_expression, references
+from linli.dag.messages import DASH, INVALID, INVALID_HINT, ISSUES, NONE, SEPARATOR, WHERE
 from linli.dag.model import DagDefinition, Step
 from linli.dag.registry import TaskRegistry, error_text
 from linli.errors import ValidationError
 
-STEP_NAME_HINT = "name steps with letters, digits and _ (they are used as steps.<name> in expressions)"
-
 
 @dataclass(frozen=True)
 class DagIssue:
-    """One problem in one definition."""
+    """One problem in one definition: a message key from `messages.ISSUES` and its values."""
 
     source: str
     step: str | None
-    message: str
-    hint: str = ""
+    key: str
+    values: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def _fill(self, template: str, lang: str) -> str:
+        values = {k: (", ".join(map(str, v)) or NONE[lang]) if isinstance(v, list | tuple) else v
+                  for k, v in self.values.items()}
+        return template.format(**values)
+
+    def message(self, lang: str = "en") -> str:
+        """What is wrong, in `lang` (zh or en)."""
+        zh_message, _, en_message, _ = ISSUES[self.key]
+        return self._fill(zh_message if lang == "zh" else en_message, lang)
+
+    def hint(self, lang: str = "en") -> str:
+        """What to do about it, in `lang`."""
+        _, zh_hint, _, en_hint = ISSUES[self.key]
+        return self._fill(zh_hint if lang == "zh" else en_hint, lang)
+
+    def text(self, lang: str = "en") -> str:
+        """The whole line: where (file, step), what is wrong, what to do."""
+        lang = "zh" if lang == "zh" else "en"
+        with_step, without = WHERE[lang]
+        where = (with_step if self.step else without).format(source=self.source, step=self.step)
+        hint = self.hint(lang)
+        return f"{where}{SEPARATOR[lang]}{self.message(lang)}" + (f"{DASH[lang]}{hint}" if hint else "")
 
     def __str__(self) -> str:
-        where = f"{self.source}: step '{self.step}'" if self.step else self.source
-        return f"{where}: {self.message}" + (f" — {self.hint}" if self.hint else "")
+        return self.text("en")
+
+
+def issue(source: str, step: str | None, key: str, **values: Any) -> DagIssue:
+    """A DagIssue for message `key`."""
+    return DagIssue(source, step, key, values)
 
 
 class DagInvalid(ValidationError):
-    """A definition that cannot run; `.issues` lists every problem found."""
+    """A definition that cannot run; `.issues` lists every problem found (message in `lang`, zh first)."""
 
-    def __init__(self, source: str, issues: list[DagIssue]) -> None:
-        lines = "\n".join(f"  - {issue}" for issue in issues)
-        super().__init__(f"{source}: {len(issues)} problem(s) in the DAG definition\n{lines}",
-                         field="dag", hint="fix each problem listed, then run `linli dag validate` again")
+    def __init__(self, source: str, issues: list[DagIssue], *, lang: str = "zh") -> None:
+        lang = "zh" if lang == "zh" else "en"
+        lines = "\n".join(f"  - {item.text(lang)}" for item in issues)
+        super().__init__(INVALID[lang].format(source=source, count=len(issues)) + "\n" + lines,
+                         field="dag", hint=INVALID_HINT[lang])
         self.source = source
         self.issues = issues
+
+    def text(self, lang: str) -> str:
+        """Every problem, one per line, in `lang`."""
+        return "\n".join(item.text(lang) for item in self.issues)
+
+    def in_language(self, lang: str) -> DagInvalid:
+        """The same problems, told in `lang`."""
+        return DagInvalid(self.source, self.issues, lang=lang)
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
@@ -56,13 +91,12 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise DagInvalid(source, [DagIssue(source, None, f"YAML does not parse{where}: {problem}",
-                                           "check indentation and quote values holding ':' or '{{'")]) from err
+        found = (issue(source, None, "yaml_syntax_at", line=mark.line + 1, column=mark.column + 1, problem=problem)
+                 if mark else issue(source, None, "yaml_syntax", problem=problem))
+        raise DagInvalid(source, [found]) from err
     if not isinstance(data, dict):
-        raise DagInvalid(source, [DagIssue(source, None, "the file is not a YAML mapping",
-                                           "start with 'name:', 'steps:' … (see flows/dags/)")])
+        raise DagInvalid(source, [issue(source, None, "not_mapping")])
     return data
 
 
@@ -73,10 +107,8 @@ def _structure_issues(err: PydanticValidationError, source: str) -> list[DagIssu
         step = loc[1] if len(loc) >= 2 and loc[0] == "steps" else None
         field = ".".join(loc[2:] if step else loc) or "definition"
         msg = e["msg"].removeprefix("Value error, ")
-        hint = "remove it or check its spelling" if e["type"] == "extra_forbidden" else ""
-        if e["type"] == "missing":
-            hint = "add it"
-        issues.append(DagIssue(source, step, f"{field}: {msg}", hint))
+        key = {"extra_forbidden": "structure_extra", "missing": "structure_missing"}.get(e["type"], "structure")
+        issues.append(issue(source, step, key, field=field, msg=msg))
     return issues
 
 
@@ -127,24 +159,17 @@ def _expression_issues(source: str, name: str, what: str, value: Any, definition
     try:
         refs = references(value)
     except ExpressionError as err:
-        return [DagIssue(source, name, f"{what}: {err}", "fix the {{ … }} expression")]
-    issues = []
-    for unknown in sorted(refs.names - NAMES):
-        issues.append(DagIssue(source, name, f"{what}: unknown name '{unknown}' in an expression",
-                               "expressions may use params, steps, trigger and run"))
-    for param in sorted(refs.params - set(definition.params)):
-        issues.append(DagIssue(source, name, f"{what}: uses params.{param}, which is not defined",
-                               f"add '{param}' under params: or use one of: {', '.join(definition.params) or 'none'}"))
+        return [issue(source, name, "expression", what=what, error=err)]
+    issues = [issue(source, name, "unknown_name", what=what, name=unknown) for unknown in sorted(refs.names - NAMES)]
+    issues += [issue(source, name, "unknown_param_ref", what=what, param=param, known=list(definition.params))
+               for param in sorted(refs.params - set(definition.params))]
     for ref in sorted(refs.steps):
         if ref not in definition.steps:
-            issues.append(DagIssue(source, name, f"{what}: uses steps.{ref}, but there is no step '{ref}'",
-                                   "fix the step name"))
+            issues.append(issue(source, name, "unknown_step_ref", what=what, ref=ref))
         elif ref not in upstream:
-            issues.append(DagIssue(source, name, f"{what}: uses steps.{ref}, which is not upstream of '{name}'",
-                                   f"add '{ref}' to after: of '{name}' (directly or through another step)"))
+            issues.append(issue(source, name, "not_upstream", what=what, ref=ref, target=name))
     if refs.whole_steps:
-        issues.append(DagIssue(source, name, f"{what}: uses 'steps' without naming a step",
-                               "write steps.<name>.result so the dependency can be checked"))
+        issues.append(issue(source, name, "whole_steps", what=what))
     return issues
 
 
@@ -152,26 +177,25 @@ def _task_issues(source: str, name: str, step: Step, registry: TaskRegistry) -> 
     task = registry.get(step.task)
     if task is None:
         close = registry.suggest(step.task)
-        hint = f"did you mean {' or '.join(close)}? " if close else ""
-        return [DagIssue(source, name, f"unknown task '{step.task}'",
-                         hint + "see the registered tasks with `linli dag tasks`")]
+        if close:
+            return [issue(source, name, "unknown_task_close", task=step.task, close=" / ".join(close))]
+        return [issue(source, name, "unknown_task", task=step.task)]
     issues = []
-    takes = ", ".join(f"{p.name}: {p.type_label}" for p in task.params.values()) or "no parameters"
+    takes = [f"{p.name}: {p.type_label}" for p in task.params.values()]
     for arg in step.with_:
         if arg not in task.params:
-            issues.append(DagIssue(source, name, f"task {task.name} has no parameter '{arg}'", f"it takes {takes}"))
+            issues.append(issue(source, name, "no_such_param", task=task.name, arg=arg, takes=takes))
     for param in task.params.values():
         if param.required and param.name not in step.with_:
-            issues.append(DagIssue(source, name, f"missing required parameter '{param.name}' of {task.name}",
-                                   f"add it under with: ({param.name}: {param.type_label})"))
+            issues.append(issue(source, name, "missing_param", task=task.name, param=param.name,
+                                type=param.type_label))
     for arg, value in step.with_.items():
         if arg in task.params and not has_expression(value):
             try:
                 task.params[arg].check(value)
             except PydanticValidationError as err:
-                issues.append(DagIssue(source, name, f"parameter '{arg}' of {task.name} has the wrong type: "
-                                       f"{value!r} ({error_text(err)})",
-                                       f"give a {task.params[arg].type_label}"))
+                issues.append(issue(source, name, "wrong_type", task=task.name, arg=arg, value=repr(value),
+                                    error=error_text(err), type=task.params[arg].type_label))
     return issues
 
 
@@ -185,30 +209,27 @@ def check(data: dict[str, Any], *, source: str, registry: TaskRegistry) -> tuple
     steps = definition.steps
     for name, step in steps.items():
         if not name.isidentifier():
-            issues.append(DagIssue(source, name, f"bad step name '{name}'", STEP_NAME_HINT))
+            issues.append(issue(source, name, "bad_step_name", name=name))
         issues += _task_issues(source, name, step, registry)
         for parent in step.after:
             if parent not in steps:
                 close = difflib.get_close_matches(parent, [s for s in steps if s != name], n=1)
-                hint = "define it or fix the name" + (f" (did you mean '{close[0]}'?)" if close else "")
-                issues.append(DagIssue(source, name, f"after: names step '{parent}', which is not defined", hint))
+                issues.append(issue(source, name, "unknown_after_close", parent=parent, close=close[0]) if close
+                              else issue(source, name, "unknown_after", parent=parent))
     cycle = find_cycle(steps)
     if cycle:
-        issues.append(DagIssue(source, cycle[0], "steps depend on each other in a cycle: " + " → ".join(cycle),
-                               "remove one of these after: entries"))
+        issues.append(issue(source, cycle[0], "cycle", path=" → ".join(cycle)))
     if definition.trigger is not None:
         for param, expression in definition.trigger.params.items():
             if param not in definition.params:
-                issues.append(DagIssue(source, None, f"trigger.params sets '{param}', which is not a parameter",
-                                       f"add '{param}' under params:"))
+                issues.append(issue(source, None, "trigger_param_unknown", param=param))
             try:
                 refs = references(expression)
             except ExpressionError as err:
-                issues.append(DagIssue(source, None, f"trigger.params.{param}: {err}", "fix the expression"))
+                issues.append(issue(source, None, "trigger_param_expression", param=param, error=err))
                 continue
             if refs.names - {"trigger"}:
-                issues.append(DagIssue(source, None, f"trigger.params.{param} may only read the trigger",
-                                       "write e.g. '{{ trigger.payload.case_id }}'"))
+                issues.append(issue(source, None, "trigger_param_reads", param=param))
     upstream = _upstream(steps)
     for name, step in steps.items():
         for arg, value in step.with_.items():
@@ -231,8 +252,7 @@ def load_file(path: Path, *, registry: TaskRegistry) -> DagDefinition:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise DagInvalid(str(path), [DagIssue(str(path), None, f"cannot read the file: {err.strerror}",
-                                              "check the path")]) from err
+        raise DagInvalid(str(path), [issue(str(path), None, "cannot_read", error=err.strerror)]) from err
     return load_text(text, source=str(path), registry=registry)
 
 
@@ -248,12 +268,11 @@ def load_folder(folder: Path, *, registry: TaskRegistry) -> dict[str, DagDefinit
             issues += err.issues
             continue
         if definition.name != path.stem:
-            issues.append(DagIssue(str(path), None, f"the file of DAG '{definition.name}' is named {path.name}",
-                                   f"rename it to {definition.name}{path.suffix} (the runner finds a DAG by its name)"))
+            issues.append(issue(str(path), None, "file_name", name=definition.name, file=path.name,
+                                expected=f"{definition.name}{path.suffix}"))
             continue
         if definition.name in found:
-            issues.append(DagIssue(str(path), None, f"name '{definition.name}' is already used by "
-                                   f"{origin[definition.name]}", "give each definition its own name"))
+            issues.append(issue(str(path), None, "duplicate_name", name=definition.name, other=origin[definition.name]))
             continue
         found[definition.name], origin[definition.name] = definition, str(path)
     if issues:

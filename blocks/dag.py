@@ -35,12 +35,16 @@ class DagDefinitionBlock(Block):
                     "a version that does not validate is refused and the last good one keeps running.")
     _documentation_url = "https://github.com/linli/linli#low-code-dags"  # type: ignore[assignment]
 
-    yaml: str = Field(description="The DAG definition in YAML: name (= this block's name), params, schedule, "
-                                  "trigger, steps. Validate it first with `linli dag validate`.",
-                      json_schema_extra={"format": "textarea"})
-    last_good_yaml: str = Field(default="", description="Kept by Linli: the last version that validated "
-                                                        "(runs fall back to it). Leave as is.")
-    refused: str = Field(default="", description="Kept by Linli: why the current YAML was refused, if it was.")
+    yaml: str = Field(
+        title="YAML definition",
+        description="The DAG definition in YAML: name (= this block's name), params, schedule, trigger, steps. "
+                    "Validate it first with `linli dag validate`.",
+        json_schema_extra={"format": "textarea"})
+    last_good_yaml: str = Field(
+        default="", title="Last good version (kept by Linli)",
+        description="The last version that validated (runs fall back to it). Leave as is.")
+    refused: str = Field(
+        default="", title="Refused (kept by Linli)", description="Why the current YAML was refused, if it was.")
 
     def check(self, name: str, registry: TaskRegistry) -> DagDefinition:
         """The definition in `yaml`, validated as an override named `name` (DagInvalid otherwise)."""

@@ -45,6 +45,10 @@ def _param_schema(definition: DagDefinition) -> dict[str, Any]:
             prop["anyOf"] = [{"type": param.type}, {"type": "null"}]
         else:
             prop["type"], prop["default"] = param.type, param.default
+        if param.type == "array" and isinstance(param.default, list) and param.default:
+            item_type = {type(item) for item in param.default}
+            if item_type <= {str}:
+                prop["items"] = {"type": "string"}  # the UI then shows plain text boxes, not JSON editors
         properties[name] = prop
     return {"title": "params", "type": "object", "position": 1, "properties": properties,
             "description": "The process's parameters; a run started by an event fills those its trigger maps."}

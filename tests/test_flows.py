@@ -157,3 +157,31 @@ def test_a_copied_dag_with_an_added_notification_step_runs_as_an_override(
         assert officer.name in notice["json"]["message"]
     finally:
         DagDefinitionBlock.delete("evaluate")
+
+
+def test_the_yaml_only_processes_tell_grid_workers_whom_to_visit_and_managers_the_weeks_figures(
+    prefect_server: None, receiver: NotificationReceiver, session: Session
+) -> None:
+    from linli.models import Resident, ResidentKind, StaffRole
+
+    seeded(session)
+    case = a_case(session)
+    _run("report", case.id)
+    assert _run("elderly-care-checkin") == {"residents": "completed", "workers": "completed",
+                                            "notify_workers": "completed"}
+    key_people = session.exec(select(Resident).where(Resident.kind == ResidentKind.key)).all()
+    workers = session.exec(select(Staff).where(Staff.role == StaffRole.grid_worker, Staff.on_duty == True)  # noqa: E712
+                           ).all()
+    checkins = session.exec(select(Notification).where(Notification.kind == "care_checkin")).all()
+    assert key_people and sorted(n.target for n in checkins) == sorted(f"staff:{w.id}" for w in workers)
+    body = checkins[0].body
+    assert all(p.name not in body and p.name[0] + "*" in body for p in key_people)  # named, but masked
+    assert all(n.status == NotificationStatus.sent for n in checkins)
+
+    assert _run("weekly-summary")["send"] == "completed"
+    summaries = session.exec(select(Notification).where(Notification.kind == "weekly_summary")).all()
+    managers = session.exec(select(Staff).where(col(Staff.role).in_([StaffRole.street_officer, StaffRole.team_lead]),
+                                                Staff.on_duty == True)).all()  # noqa: E712
+    assert sorted(n.target for n in summaries) == sorted(f"staff:{m.id}" for m in managers)
+    assert "新受理：1 件" in summaries[0].body and "当前在办：1 件" in summaries[0].body
+    receiver.wait_for(lambda m: "工单周报" in str(m["json"]), count=len(summaries))

@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 
 from blocks.dag import resolve_definition
 from linli.dag.graph import topological_order
+from linli.dag.messages import RUN_FAILED
 from linli.dag.model import DagDefinition, Step
 from linli.dag.plan import Outcome, RunState, bind_params, params_from_trigger, trigger_matches
 from linli.dag.registry import TaskRegistry, load_task_modules
@@ -88,7 +89,7 @@ async def _run_step(name: str, step: Step, state: RunState, registry: TaskRegist
 
 
 async def execute(definition: DagDefinition, *, params: dict[str, Any] | None, trigger: dict[str, Any],
-                  registry: TaskRegistry, source: str) -> dict[str, str]:
+                  registry: TaskRegistry, source: str, lang: str = "zh") -> dict[str, str]:
     """Run every step of a validated definition; return each step's final state."""
     params = bind_params(definition, params_from_trigger(definition, params, trigger, source=source), source=source)
     if not trigger_matches(definition, trigger):
@@ -103,9 +104,10 @@ async def execute(definition: DagDefinition, *, params: dict[str, Any] | None, t
     await asyncio.gather(*running.values())
     failed = {name: o.reason for name, o in state.outcomes.items() if o.state == "failed"}
     if failed:
-        raise DagRunFailed(f"{definition.name}: {len(failed)} step(s) failed: "
-                           + "; ".join(f"{name}: {reason}" for name, reason in failed.items()),
-                           hint="see each step's task run for details")
+        message, hint = RUN_FAILED["zh" if lang == "zh" else "en"]
+        raise DagRunFailed(message.format(dag=definition.name, count=len(failed),
+                                          steps="; ".join(f"{name}: {reason}" for name, reason in failed.items())),
+                           hint=hint)
     return {name: o.state for name, o in state.outcomes.items()}
 
 
@@ -121,4 +123,4 @@ async def run_dag(dag: str, params: dict[str, Any] | None = None,
         get_run_logger().warning("override refused, running %s instead:\n%s", resolved.origin,
                                  resolved.refused.text(lang))
     return await execute(resolved.definition, params=params, trigger=trigger or {}, registry=registry,
-                         source=resolved.origin)
+                         source=resolved.origin, lang=lang)

@@ -90,3 +90,5 @@ INVALID = {"zh": "{source}：流程定义有 {count} 处问题", "en": "{source}
 INVALID_HINT = {"zh": "逐条修改后，再运行 `linli dag validate`",
                 "en": "fix each problem listed, then run `linli dag validate` again"}
 NONE = {"zh": "（无）", "en": "none"}
+RUN_FAILED = {"zh": ("{dag}：{count} 个步骤失败：{steps}", "在各步骤的任务运行里查看详情"),
+              "en": ("{dag}: {count} step(s) failed: {steps}", "see each step's task run for details")}

@@ -14,5 +14,6 @@ st.sidebar.caption(t("app_title", lang))
 pages = [
     st.Page("pages/overview.py", title=t("nav_overview", lang), icon=":material/dashboard:", default=True),
     st.Page("pages/flow_runs.py", title=t("nav_flows", lang), icon=":material/account_tree:"),
+    st.Page("pages/processes.py", title=t("nav_processes", lang), icon=":material/schema:"),
 ]
 st.navigation(pages).run()

@@ -104,6 +104,23 @@ ZH: dict[str, str] = {
     "state.CANCELLED": "已取消",
     "state.CANCELLING": "取消中",
     "state.PAUSED": "已暂停",
+    "nav_processes": "流程编排",
+    "processes_title": "流程编排（低代码 DAG）",
+    "processes_help": ("每个流程都是一份 YAML 定义：下图就是实际运行的步骤。"
+                       "可在 Prefect 界面的“Linli DAG definition”块中修改，下次运行生效。"),
+    "process": "流程",
+    "col_trigger": "触发事件",
+    "col_steps": "步骤数",
+    "origin": "定义来源",
+    "origin_override": "Prefect 块 {name}（管理员覆盖）",
+    "override_refused": "管理员修改的版本未通过校验，已拒绝；仍在运行上一个有效版本：",
+    "no_processes": "没有找到流程定义。",
+    "steps": "步骤",
+    "col_step": "步骤",
+    "col_task": "任务",
+    "col_after": "前置步骤",
+    "col_when": "执行条件",
+    "col_last_error": "最近一次错误",
 }
 
 EN: dict[str, str] = {
@@ -197,6 +214,23 @@ EN: dict[str, str] = {
     "state.CANCELLED": "Cancelled",
     "state.CANCELLING": "Cancelling",
     "state.PAUSED": "Paused",
+    "nav_processes": "Processes",
+    "processes_title": "Processes (low-code DAGs)",
+    "processes_help": ("Each process is a YAML definition: the graph below is what runs. Edit it in the Prefect UI "
+                       "as a 'Linli DAG definition' block; the next run uses it."),
+    "process": "Process",
+    "col_trigger": "Trigger",
+    "col_steps": "Steps",
+    "origin": "Definition from",
+    "origin_override": "Prefect block {name} (admin override)",
+    "override_refused": "The admin's edit did not validate and was refused; the last good version keeps running:",
+    "no_processes": "No process definitions found.",
+    "steps": "Steps",
+    "col_step": "Step",
+    "col_task": "Task",
+    "col_after": "After",
+    "col_when": "When",
+    "col_last_error": "Last error",
 }
 
 TEXTS: dict[str, dict[str, str]] = {"zh": ZH, "en": EN}

@@ -360,5 +360,9 @@ def dev_receiver(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] =
     run_receiver(port, show)
 
 
+from linli.cli_dag import dag_app  # noqa: E402 — the sub-app imports this module's helpers
+
+app.add_typer(dag_app, name="dag")
+
 if __name__ == "__main__":
     app()

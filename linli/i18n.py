@@ -23,6 +23,15 @@ MESSAGES: dict[str, dict[str, str]] = {
     "done": {"zh": "完成：{what}", "en": "Done: {what}"},
     "receiver_listening": {"zh": "通知接收器监听 {url}（Apprise 地址：{apprise}）",
                            "en": "Notification receiver listening on {url} (Apprise URL: {apprise})"},
+    "dag_valid": {"zh": "✓ {source}：{name}（{steps} 个步骤）校验通过",
+                  "en": "✓ {source}: {name} ({steps} steps) is valid"},
+    "dag_deployed": {"zh": "已注册 {count} 个流程部署：{names}", "en": "Registered {count} deployments: {names}"},
+    "dag_deploy_next": {"zh": "新流程需重启 `linli serve`（或演示）后才会运行。",
+                        "en": "Restart `linli serve` (or the demo) to run processes it does not serve yet."},
+    "dag_override_saved": {"zh": "已保存流程覆盖 {name}：下次运行生效。",
+                           "en": "Saved the override of {name}: it takes effect on the next run."},
+    "dag_written": {"zh": "已写入 {path}", "en": "Wrote {path}"},
+    "dag_no_tasks": {"zh": "没有注册任何任务。", "en": "No tasks are registered."},
 }
 
 

@@ -167,3 +167,88 @@ def deployments(api_url: str, *, timeout: float = TIMEOUT_SECONDS) -> list[Deplo
         )
         for row in rows
     ]
+
+
+# --- the low-code DAGs' deployments (dashboard "Processes" page) ---------------------------------
+
+
+@dataclass(frozen=True)
+class StepError:
+    """The latest failure of one DAG step (a task run named after the step)."""
+
+    step: str
+    message: str
+    at: datetime | None
+    flow_run_name: str
+
+
+@dataclass(frozen=True)
+class DagOverride:
+    """A DAG-definition block as stored: its YAML, the last good version, and why it was refused."""
+
+    name: str
+    yaml: str
+    last_good_yaml: str
+    refused: str
+
+
+def dag_runs(api_url: str, dag: str, limit: int = 10, *, flow_name: str = "dag",
+             timeout: float = TIMEOUT_SECONDS) -> list[FlowRunRow]:
+    """The latest runs of DAG `dag`: runs of the runner flow named '<dag> ← <trigger>' (deployed or not)."""
+    now = datetime.now(UTC).isoformat()
+    prefix = f"{dag} ←"
+    with httpx.Client(timeout=timeout) as client:
+        runs = _post(client, api_url, "flow_runs/filter", {
+            "sort": "START_TIME_DESC", "limit": limit * 3,
+            "flow_runs": {"expected_start_time": {"before_": now}, "name": {"like_": prefix}},
+            "flows": {"name": {"any_": [flow_name]}},
+        })
+    runs = [run for run in runs if run["name"].startswith(prefix)][:limit]  # like_ matches anywhere in the name
+    return [FlowRunRow(
+        id=run["id"], name=run["name"], flow_name=flow_name, deployment_name=None,
+        state_type=run.get("state_type"), state_name=run.get("state_name"), start_time=_time(run.get("start_time")),
+        duration=timedelta(seconds=float(run.get("estimated_run_time") or 0)) if run.get("start_time") else None,
+    ) for run in runs]
+
+
+def step_errors(api_url: str, runs: list[FlowRunRow], *, timeout: float = TIMEOUT_SECONDS) -> dict[str, StepError]:
+    """Per step name, the latest failed or crashed task run among `runs`, with its state message."""
+    if not runs:
+        return {}
+    names = {run.id: run.name for run in runs}
+    with httpx.Client(timeout=timeout) as client:
+        failed = _post(client, api_url, "task_runs/filter", {
+            "sort": "EXPECTED_START_TIME_DESC", "limit": 200,
+            "flow_runs": {"id": {"any_": list(names)}},
+            "task_runs": {"state": {"type": {"any_": ["FAILED", "CRASHED"]}}},
+        })
+    errors: dict[str, StepError] = {}
+    for row in failed:
+        step = row["name"]
+        if step not in errors:  # newest first: keep the first seen
+            state = row.get("state") or {}
+            errors[step] = StepError(step, str(state.get("message") or row.get("state_name") or ""),
+                                     _time(row.get("end_time") or row.get("expected_start_time")),
+                                     names.get(row.get("flow_run_id") or "", ""))
+    return errors
+
+
+def dag_overrides(api_url: str, *, block_type_slug: str = "linli-dag-definition",
+                  timeout: float = TIMEOUT_SECONDS) -> dict[str, DagOverride]:
+    """Every DAG-definition block by name ({} when the block type was never registered)."""
+    url = f"{api_url.rstrip('/')}/block_types/slug/{block_type_slug}/block_documents"
+    try:
+        response = httpx.get(url, timeout=timeout, params={"include_secrets": "false"})
+    except httpx.TransportError as err:
+        raise DeliveryError(f"Prefect API at {api_url} is not reachable", hint=UNREACHABLE_HINT) from err
+    if response.status_code == 404:
+        return {}
+    if response.status_code >= 400:
+        raise DeliveryError(f"Prefect API at {api_url} answered {response.status_code} to GET {url}")
+    out = {}
+    for doc in response.json():
+        data = doc.get("data") or {}
+        if doc.get("name") and not doc.get("is_anonymous"):
+            out[doc["name"]] = DagOverride(doc["name"], str(data.get("yaml", "")), str(data.get("last_good_yaml", "")),
+                                           str(data.get("refused", "")))
+    return out

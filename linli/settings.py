@@ -102,6 +102,24 @@ class LoopSettings(BaseModel):
     sla_interval_seconds: int = Field(default=60, ge=5, description="How often the SLA watch runs.")
 
 
+class DagSettings(BaseModel):
+    """The low-code DAGs: where shipped definitions live and which modules register tasks."""
+
+    definitions_dir: Path = Field(
+        default=REPO_ROOT / "flows" / "dags", description="Folder of the shipped DAG definitions (*.yaml).")
+    task_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["tasks.cases", "tasks.messages", "tasks.community"],
+        description="Comma-separated Python modules whose tasks DAG steps can use (they register on import).",
+    )
+
+    @field_validator("task_modules", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class Settings(BaseSettings):
     """Every Linli setting. Environment: LINLI_<GROUP>__<FIELD>, e.g. LINLI_DATABASE__URL."""
 
@@ -123,6 +141,7 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    dag: DagSettings = Field(default_factory=DagSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from pydantic.dataclasses import dataclass
 from sqlmodel import Session, select
 
 from linli import notify

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 
+from pydantic.dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from linli.events import CaseEventOut, case_event

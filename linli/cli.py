@@ -363,6 +363,10 @@ def dev_receiver(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] =
 from linli.cli_dag import dag_app  # noqa: E402 — the sub-app imports this module's helpers
 
 app.add_typer(dag_app, name="dag")
+from linli.cli_people import PEOPLE_APPS  # noqa: E402  (import, user, patrol, notice)
+
+for _sub, _name in PEOPLE_APPS:
+    app.add_typer(_sub, name=_name)
 
 if __name__ == "__main__":
     app()

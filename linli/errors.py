@@ -5,7 +5,8 @@
     ├── NotFound                  — an id or code that does not exist
     ├── IllegalTransition         — a case state change the state machine forbids
     ├── ConfigurationError        — settings or policy that cannot work
-    └── DeliveryError             — an outside system (Apprise, object store) refused or failed
+    ├── DeliveryError             — an outside system (Apprise, object store) refused or failed
+    └── AccessDenied              — a failed login, or a role that may not do this
 """
 
 from __future__ import annotations
@@ -45,3 +46,7 @@ class ConfigurationError(LinliError):
 
 class DeliveryError(LinliError):
     """An outside system failed to take what we sent."""
+
+
+class AccessDenied(LinliError):
+    """A login that fails, or a role that may not do what was asked (from the roles issue on)."""

@@ -32,6 +32,19 @@ MESSAGES: dict[str, dict[str, str]] = {
                            "en": "Saved the override of {name}: it takes effect on the next run."},
     "dag_written": {"zh": "已写入 {path}", "en": "Wrote {path}"},
     "dag_no_tasks": {"zh": "没有注册任何任务。", "en": "No tasks are registered."},
+    "import_line": {"zh": "行号", "en": "Line"},
+    "import_field": {"zh": "字段", "en": "Field"},
+    "import_problem": {"zh": "问题", "en": "Problem"},
+    "import_dry_run": {"zh": "试导入 {kind}：共 {rows} 行，{good} 行可导入，{bad} 行有误；未写入任何数据。",
+                       "en": "Dry run of {kind}: {rows} rows, {good} good, {bad} bad; nothing was written."},
+    "import_done": {"zh": "已导入 {kind}：共 {rows} 行，导入 {good} 行，{bad} 行有误未导入。",
+                    "en": "Imported {kind}: {rows} rows, {good} imported, {bad} bad rows skipped."},
+    "user_added": {"zh": "已添加账号 {username}（角色 {role}）", "en": "Added account {username} (role {role})"},
+    "patrol_scanned": {"zh": "已记录巡更打卡：{checkpoint}", "en": "Scan recorded: {checkpoint}"},
+    "patrol_checked": {"zh": "巡更检查：新增漏巡 {missed} 个、迟到 {late} 个",
+                       "en": "Patrol check: {missed} missed, {late} late (new)"},
+    "notice_published": {"zh": "公告已发布给 {recipients} 位居民：{counts}",
+                         "en": "Announcement published to {recipients} residents: {counts}"},
 }
 
 

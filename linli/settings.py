@@ -108,7 +108,7 @@ class DagSettings(BaseModel):
     definitions_dir: Path = Field(
         default=REPO_ROOT / "flows" / "dags", description="Folder of the shipped DAG definitions (*.yaml).")
     task_modules: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["tasks.cases", "tasks.messages", "tasks.community"],
+        default_factory=lambda: ["tasks.cases", "tasks.messages", "tasks.community", "tasks.people"],
         description="Comma-separated Python modules whose tasks DAG steps can use (they register on import).",
     )
 
@@ -118,6 +118,26 @@ class DagSettings(BaseModel):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
+class PeopleSettings(BaseModel):
+    """The registry's safeguards: retention periods, the care watch, access credentials, logins."""
+
+    closed_case_retention_days: int = Field(
+        default=365, ge=1, description="Closed cases older than this lose their reporter's personal data.")
+    telemetry_retention_days: int = Field(default=90, ge=1, description="Device telemetry older than this is deleted.")
+    access_retention_days: int = Field(
+        default=180, ge=1, description="Access and vehicle records older than this are deleted.")
+    patrol_retention_days: int = Field(default=365, ge=1, description="Patrol scans older than this are deleted.")
+    audit_retention_days: int = Field(default=3 * 365, ge=30, description="Audit lines older than this are deleted.")
+    care_watch_hours: int = Field(
+        default=24, ge=1, description="Default silence (hours) before a welfare check for a resident living alone.")
+    face_unused_days: int = Field(
+        default=15, ge=1, description="Face credentials unused this long are voided; the resident re-enrols.")
+    face_failures: int = Field(
+        default=3, ge=2, description="Face failures at a gate within `face_failure_minutes` that trigger a notice.")
+    face_failure_minutes: int = Field(default=5, ge=1, description="The window for counting face failures.")
+    session_hours: int = Field(default=12, ge=1, description="How long a dashboard login lasts.")
 
 
 class Settings(BaseSettings):
@@ -142,6 +162,7 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     dag: DagSettings = Field(default_factory=DagSettings)
+    people: PeopleSettings = Field(default_factory=PeopleSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

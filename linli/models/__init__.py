@@ -21,3 +21,29 @@ __all__ = [
     "Community", "Feedback", "Grid", "Notification", "NotificationStatus", "PhotoKind", "Resident",
     "ResidentKind", "Staff", "StaffRole", "StreetOffice", "UTCDateTime", "Volunteer", "utcnow",
 ]
+from linli.models.registry import (  # noqa: E402  (the registry issue's tables)
+    Announcement,
+    AnnouncementDelivery,
+    AuditEntry,
+    ChangeStatus,
+    DutyShift,
+    Household,
+    LoginSession,
+    PatrolCheckpoint,
+    PatrolIssue,
+    PatrolRoute,
+    PatrolScan,
+    RecordChange,
+    ResidentDetail,
+    ResidentTag,
+    Role,
+    Unit,
+    UserAccount,
+    Vehicle,
+)
+
+__all__ += [
+    "Announcement", "AnnouncementDelivery", "AuditEntry", "ChangeStatus", "DutyShift", "Household", "LoginSession",
+    "PatrolCheckpoint", "PatrolIssue", "PatrolRoute", "PatrolScan", "RecordChange", "ResidentDetail",
+    "ResidentTag", "Role", "Unit", "UserAccount", "Vehicle",
+]

@@ -1,0 +1,183 @@
+"""`linli import …`, `linli user …`, `linli patrol …`, `linli notice …`: the registry from a terminal.
+
+A terminal user already holds the machine, so these commands act as the administrator "cli";
+every change they make is audited under that name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from linli.auth import CurrentUser
+from linli.i18n import t
+from linli.models.registry import Role
+from linli.settings import Settings
+
+import_app = typer.Typer(help="Import the registry from CSV (residents, households, vehicles).", no_args_is_help=True)
+user_app = typer.Typer(help="Dashboard accounts and roles.", no_args_is_help=True)
+patrol_app = typer.Typer(help="Patrol rounds: routes, scans, the check, findings.", no_args_is_help=True)
+notice_app = typer.Typer(help="Community announcements (社区公告).", no_args_is_help=True)
+CLI_USER = CurrentUser(id=0, username="cli", role=Role.admin, staff_id=None)
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Check every row, write nothing.")]
+CsvFile = Annotated[Path, typer.Argument(help="A UTF-8 CSV file with a header row.")]
+
+
+def _run(work: Callable[[Settings], None]) -> None:
+    from linli.cli import _run as run  # linli.cli adds these sub-apps at its end (see cli_dag)
+
+    run(work)
+
+
+def _print(text: str) -> None:
+    from linli.cli import console
+
+    console.print(text)
+
+
+def _import(kind: str, path: Path, dry_run: bool) -> None:
+    def work(settings: Settings) -> None:
+        from linli import db
+        from linli.registry import import_file
+
+        lang = str(settings.language)
+        with db.session_scope() as session:
+            result = import_file(session, kind, path, dry_run=dry_run, by=CLI_USER.actor)
+        if result.errors:
+            table = Table(t("import_line", lang), t("import_field", lang), t("import_problem", lang))
+            for err in result.errors:
+                table.add_row(str(err.line), err.field, err.message)
+            from linli.cli import console
+
+            console.print(table)
+        key = "import_dry_run" if dry_run else "import_done"
+        _print(t(key, lang, kind=kind, rows=result.rows, good=result.imported, bad=len(result.errors)))
+        if result.errors:
+            raise typer.Exit(1)
+
+    _run(work)
+
+
+@import_app.command("residents")
+def import_residents(path: CsvFile, dry_run: DryRun = False) -> None:
+    """Residents: name,phone,id_number,building,unit,room,kind,living_alone,tag,tag_reason."""
+    _import("residents", path, dry_run)
+
+
+@import_app.command("households")
+def import_households(path: CsvFile, dry_run: DryRun = False) -> None:
+    """Households: building,unit,room."""
+    _import("households", path, dry_run)
+
+
+@import_app.command("vehicles")
+def import_vehicles(path: CsvFile, dry_run: DryRun = False) -> None:
+    """Vehicles: plate,building,unit,room,permit,permit_until (the household must exist)."""
+    _import("vehicles", path, dry_run)
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, manager, staff, grid_worker or viewer.")],
+    staff: Annotated[int | None, typer.Option(help="The staff member (required for grid workers).")] = None,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                                          help="At least 8 characters (asked when not given).")] = "",
+) -> None:
+    """Add a dashboard account (the password is stored only as a scrypt hash)."""
+
+    def work(settings: Settings) -> None:
+        from linli import db
+        from linli.auth import create_user
+
+        with db.session_scope() as session:
+            create_user(session, username, password, role, staff_id=staff)
+        _print(t("user_added", str(settings.language), username=username, role=role))
+
+    _run(work)
+
+
+@patrol_app.command("scan")
+def patrol_scan(checkpoint: str, by: Annotated[str, typer.Option(help="Who scanned (guard's name or id).")]) -> None:
+    """Record a checkpoint scan now."""
+
+    def work(settings: Settings) -> None:
+        from linli import db
+        from linli.patrol import scan
+
+        with db.session_scope() as session:
+            scan(session, checkpoint, by=by, source="cli")
+        _print(t("patrol_scanned", str(settings.language), checkpoint=checkpoint))
+
+    _run(work)
+
+
+@patrol_app.command("today")
+def patrol_today() -> None:
+    """Today's rounds: each checkpoint's status."""
+
+    def work(settings: Settings) -> None:
+        from linli import db
+        from linli.models import utcnow
+        from linli.patrol import rounds_on
+
+        with db.session_scope() as session:
+            rows = rounds_on(session, now=utcnow(), tz=settings.timezone)
+        table = Table("route", "#", "checkpoint", "window", "status")
+        for r in rows:
+            table.add_row(r.route, str(r.seq), r.name, r.window, r.status)
+        from linli.cli import console
+
+        console.print(table)
+
+    _run(work)
+
+
+@patrol_app.command("check")
+def patrol_check() -> None:
+    """Run the patrol check once (the patrol-watch DAG does this every 10 minutes)."""
+
+    def work(settings: Settings) -> None:
+        from linli import db
+        from linli.models import utcnow
+        from linli.patrol import check_rounds
+        from linli.people import deliver_queued
+
+        with db.session_scope() as session:
+            found = check_rounds(session, now=utcnow(), tz=settings.timezone, language=str(settings.language),
+                                 templates_dir=settings.templates_dir)
+        deliver_queued(found.notifications, settings=settings)
+        _print(t("patrol_checked", str(settings.language), missed=len(found.missed), late=len(found.late)))
+
+    _run(work)
+
+
+@notice_app.command("publish")
+def notice_publish(
+    title: str, text: str,
+    community: Annotated[str, typer.Option(help="Community code, e.g. XFL.")],
+    building: Annotated[str, typer.Option(help="Only this building.")] = "",
+    audience: Annotated[str, typer.Option(help="all, living_alone or vehicle_owners.")] = "all",
+) -> None:
+    """Publish an announcement and deliver it to each recipient through their own channel."""
+
+    def work(settings: Settings) -> None:
+        from linli import db
+        from linli.announce import publish
+        from linli.people import deliver_queued
+
+        with db.session_scope() as session:
+            published = publish(session, CLI_USER, title=title, body=text, community=community, building=building,
+                                audience=audience, language=str(settings.language),
+                                templates_dir=settings.templates_dir)
+        counts = deliver_queued(published.notifications, settings=settings)
+        _print(t("notice_published", str(settings.language), recipients=published.recipients, counts=counts))
+
+    _run(work)
+
+
+PEOPLE_APPS = [(import_app, "import"), (user_app, "user"), (patrol_app, "patrol"), (notice_app, "notice")]

@@ -1,0 +1,194 @@
+"""Patrol rounds (巡更巡检): routes of ordered checkpoints with local time windows, scans, and the daily check.
+
+A checkpoint is due between `window_start` and `window_end` (local time). Once `window_end` plus
+its grace has passed, a scan inside the window is on time, one within the grace is late, none is
+missed. Each late or missed checkpoint is recorded once per day and the route's security lead
+(or the on-duty security team) is told. Findings on a round become cases with photos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+from sqlmodel import Session, col, select
+
+from linli.errors import NotFound, ValidationError
+from linli.loop import LoopConfig, StepResult
+from linli.loop.intake import ReportIn, file_report
+from linli.models import CaseSource, Community, utcnow
+from linli.models.registry import PatrolCheckpoint, PatrolIssue, PatrolRoute, PatrolScan
+from linli.notify import queue
+from linli.registry import on_duty
+from linli.storage import ObjectStore
+
+
+@dataclass(frozen=True)
+class CheckpointIn:
+    """One stop of a new route: its tag code, name and local time window 'HH:MM'."""
+
+    code: str
+    name: str
+    window_start: str
+    window_end: str
+    grace_minutes: int = 30
+
+
+def _hhmm(value: str, what: str) -> time:
+    try:
+        return time.fromisoformat(value)
+    except ValueError as err:
+        raise ValidationError(f"{what} {value!r} is not a time HH:MM", field=what) from err
+
+
+def create_route(session: Session, *, code: str, name: str, community: str, lead_staff_id: int | None,
+                 checkpoints: list[CheckpointIn]) -> PatrolRoute:
+    """A route with its checkpoints in the given order; windows must be well-formed and in order."""
+    found = session.exec(select(Community).where(Community.code == community)).first()
+    if found is None:
+        raise NotFound(f"no community {community!r}", hint="e.g. XFL")
+    if not checkpoints:
+        raise ValidationError("a route needs at least one checkpoint", field="checkpoints")
+    previous: time | None = None
+    for cp in checkpoints:
+        start, end = _hhmm(cp.window_start, "window_start"), _hhmm(cp.window_end, "window_end")
+        if end <= start:
+            raise ValidationError(f"checkpoint {cp.code}: window ends before it starts", field="window_end")
+        if previous is not None and start < previous:
+            raise ValidationError(f"checkpoint {cp.code}: windows must follow the route's order", field="window_start")
+        previous = start
+    route = PatrolRoute(code=code, name=name, community_id=found.id, lead_staff_id=lead_staff_id)  # type: ignore[arg-type]
+    session.add(route)
+    session.flush()
+    for seq, cp in enumerate(checkpoints, start=1):
+        session.add(PatrolCheckpoint(route_id=route.id, seq=seq, code=cp.code, name=cp.name,  # type: ignore[arg-type]
+                                     window_start=cp.window_start, window_end=cp.window_end,
+                                     grace_minutes=cp.grace_minutes))
+    session.flush()
+    return route
+
+
+def scan(session: Session, checkpoint_code: str, *, by: str, at: datetime | None = None,
+         source: str = "api") -> PatrolScan:
+    """Record a checkpoint scan (from a guard's device event or the API)."""
+    checkpoint = session.exec(select(PatrolCheckpoint).where(PatrolCheckpoint.code == checkpoint_code)).first()
+    if checkpoint is None:
+        raise NotFound(f"no patrol checkpoint {checkpoint_code!r}", hint="scan a checkpoint tag of a route")
+    row = PatrolScan(checkpoint_id=checkpoint.id, at=at or utcnow(), by=by[:80], source=source[:20])  # type: ignore[arg-type]
+    session.add(row)
+    session.flush()
+    return row
+
+
+class CheckpointStatus(BaseModel):
+    """One checkpoint on one day: ok, late, missed, pending (window open) or upcoming."""
+
+    route: str
+    seq: int
+    code: str
+    name: str
+    window: str
+    status: str
+    scanned_at: datetime | None
+
+
+def _window(cp: PatrolCheckpoint, day: date, tz: ZoneInfo) -> tuple[datetime, datetime, datetime]:
+    start = datetime.combine(day, time.fromisoformat(cp.window_start), tz)
+    end = datetime.combine(day, time.fromisoformat(cp.window_end), tz)
+    return start, end, end + timedelta(minutes=cp.grace_minutes)
+
+
+def _status(cp: PatrolCheckpoint, scans: list[datetime], day: date, now: datetime, tz: ZoneInfo
+            ) -> tuple[str, datetime | None]:
+    start, end, grace = _window(cp, day, tz)
+    on_time = [s for s in scans if start <= s <= end]
+    if on_time:
+        return "ok", on_time[0]
+    late = [s for s in scans if end < s <= grace]
+    if late:
+        return "late", late[0]
+    if now > grace:
+        return "missed", None
+    return ("pending" if now >= start else "upcoming"), None
+
+
+def rounds_on(session: Session, *, now: datetime, tz: str, community_id: int | None = None) -> list[CheckpointStatus]:
+    """Every checkpoint's status for the local day of `now` (the dashboard's 今日巡更)."""
+    zone = ZoneInfo(tz)
+    day = now.astimezone(zone).date()
+    day_start = datetime.combine(day, time(0), zone)
+    query = (select(PatrolCheckpoint, PatrolRoute).join(PatrolRoute, col(PatrolRoute.id) == PatrolCheckpoint.route_id)
+             .order_by(col(PatrolRoute.code), col(PatrolCheckpoint.seq)))
+    if community_id is not None:
+        query = query.where(PatrolRoute.community_id == community_id)
+    rows = session.exec(query).all()
+    ids = [cp.id for cp, _ in rows]
+    scans: dict[int, list[datetime]] = {}
+    for s in session.exec(select(PatrolScan).where(col(PatrolScan.checkpoint_id).in_(ids or [-1]),
+                                                   col(PatrolScan.at) >= day_start,
+                                                   col(PatrolScan.at) < day_start + timedelta(days=1))
+                          .order_by(col(PatrolScan.at))).all():
+        scans.setdefault(s.checkpoint_id, []).append(s.at)
+    out = []
+    for cp, route in rows:
+        status, at = _status(cp, scans.get(cp.id, []), day, now, zone)  # type: ignore[arg-type]
+        out.append(CheckpointStatus(route=route.name, seq=cp.seq, code=cp.code, name=cp.name,
+                                    window=f"{cp.window_start}–{cp.window_end}", status=status, scanned_at=at))
+    return out
+
+
+@dataclass
+class PatrolCheck:
+    """What one run of the patrol check found and queued."""
+
+    late: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    notifications: list[int] = field(default_factory=list)
+
+
+def check_rounds(session: Session, *, now: datetime, tz: str, language: str, templates_dir: Path) -> PatrolCheck:
+    """Record today's newly late or missed checkpoints and alert each route's security lead; caller commits."""
+    result = PatrolCheck()
+    zone = ZoneInfo(tz)
+    day = now.astimezone(zone).date()
+    statuses = rounds_on(session, now=now, tz=tz)
+    known = set(session.exec(select(PatrolIssue.checkpoint_id).where(PatrolIssue.day == day)).all())
+    by_code = {cp.code: cp for cp in session.exec(select(PatrolCheckpoint)).all()}
+    alerts: dict[int, list[CheckpointStatus]] = {}
+    for st in statuses:
+        cp = by_code[st.code]
+        if st.status not in {"late", "missed"} or cp.id in known:
+            continue
+        session.add(PatrolIssue(checkpoint_id=cp.id, day=day, kind=st.status, alerted_at=now))  # type: ignore[arg-type]
+        (result.late if st.status == "late" else result.missed).append(st.code)
+        alerts.setdefault(cp.route_id, []).append(st)
+    session.flush()
+    for route_id, items in alerts.items():
+        route = session.get(PatrolRoute, route_id)
+        assert route is not None
+        targets = [f"staff:{route.lead_staff_id}"] if route.lead_staff_id else [
+            f"staff:{s.id}" for s in on_duty(session, team="security") if s.role == "team_lead"]
+        for target in targets:
+            row = queue(session, kind="patrol_alert", target=target, template=f"patrol_alert.{language}.md.j2",
+                        language=language, case_id=None, templates_dir=templates_dir,
+                        context={"route": route.name, "items": [i.model_dump() for i in items]})
+            result.notifications.append(row.id)  # type: ignore[arg-type]
+    return result
+
+
+def file_finding(session: Session, *, checkpoint_code: str, text: str, config: LoopConfig,
+                 category: str = "public_security", store: ObjectStore | None = None,
+                 photo: bytes | None = None) -> StepResult:
+    """An inspection finding at a checkpoint becomes a case (source 'patrol'), with its photo."""
+    checkpoint = session.exec(select(PatrolCheckpoint).where(PatrolCheckpoint.code == checkpoint_code)).first()
+    if checkpoint is None:
+        raise NotFound(f"no patrol checkpoint {checkpoint_code!r}")
+    route = session.get(PatrolRoute, checkpoint.route_id)
+    community = session.get(Community, route.community_id) if route else None
+    assert community is not None
+    report = ReportIn(description=f"[巡检 {checkpoint.name}] {text}", community=community.code,
+                      category=category, source=CaseSource.patrol)
+    return file_report(session, report, config=config, store=store, photo=photo)

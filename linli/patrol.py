@@ -21,7 +21,7 @@ from linli.loop import LoopConfig, StepResult
 from linli.loop.intake import ReportIn, file_report
 from linli.models import CaseSource, Community, utcnow
 from linli.models.registry import PatrolCheckpoint, PatrolIssue, PatrolRoute, PatrolScan
-from linli.notify import queue
+from linli.notify import queue, recipient_context
 from linli.registry import on_duty
 from linli.storage import ObjectStore
 
@@ -129,7 +129,8 @@ def rounds_on(session: Session, *, now: datetime, tz: str, community_id: int | N
     scans: dict[int, list[datetime]] = {}
     for s in session.exec(select(PatrolScan).where(col(PatrolScan.checkpoint_id).in_(ids or [-1]),
                                                    col(PatrolScan.at) >= day_start,
-                                                   col(PatrolScan.at) < day_start + timedelta(days=1))
+                                                   col(PatrolScan.at) < day_start + timedelta(days=1),
+                                                   col(PatrolScan.at) <= now)
                           .order_by(col(PatrolScan.at))).all():
         scans.setdefault(s.checkpoint_id, []).append(s.at)
     out = []
@@ -174,7 +175,8 @@ def check_rounds(session: Session, *, now: datetime, tz: str, language: str, tem
         for target in targets:
             row = queue(session, kind="patrol_alert", target=target, template=f"patrol_alert.{language}.md.j2",
                         language=language, case_id=None, templates_dir=templates_dir,
-                        context={"route": route.name, "items": [i.model_dump() for i in items]})
+                        context={"route": route.name, "items": [i.model_dump() for i in items],
+                                 "recipient": recipient_context(session, target)})
             result.notifications.append(row.id)  # type: ignore[arg-type]
     return result
 

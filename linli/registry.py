@@ -209,6 +209,11 @@ def import_csv(session: Session, kind: str, text: str, *, dry_run: bool = False,
     rows = _read_rows(text, kind)
     ctx = _Context(session)
     result = ImportResult(kind=kind, rows=len(rows), imported=0, dry_run=dry_run)
+    # The audit line is written first: on SQLite (pysqlite) a SAVEPOINT issued before any write
+    # becomes the outermost transaction and its RELEASE commits, which would defeat the dry run.
+    entry = AuditEntry(actor=by, action="import", entity=kind)
+    session.add(entry)
+    session.flush()
     for line, row in rows:
         savepoint = session.begin_nested()
         try:
@@ -222,10 +227,10 @@ def import_csv(session: Session, kind: str, text: str, *, dry_run: bool = False,
             result.imported += 1
     if dry_run:
         session.rollback()
-    elif result.imported:
-        session.add(AuditEntry(actor=by, action="import", entity=kind,
-                               detail=f"{result.imported} of {result.rows} rows"))
-        session.flush()
+        return result
+    entry.detail = f"{result.imported} of {result.rows} rows, {len(result.errors)} refused"
+    session.add(entry)
+    session.flush()
     return result
 
 
@@ -245,7 +250,7 @@ def on_duty(session: Session, *, team: str, at: datetime | None = None) -> list[
                           .where(DutyShift.team == team, col(DutyShift.starts_at) <= at, col(DutyShift.ends_at) > at)
                           .order_by(col(Staff.id))).all()
     if shifts:
-        return list(dict.fromkeys(shifts))
+        return list({s.id: s for s in shifts}.values())  # one row per person when shifts overlap
     has_roster = session.exec(select(DutyShift.id).where(DutyShift.team == team).limit(1)).first() is not None
     if has_roster:
         return []

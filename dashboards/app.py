@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboards.access import accounts_exist, current_user, login_page, sign_out
 from dashboards.texts import LANGUAGE_KEY, current_language, t
+from linli import db
+from linli.auth import allowed
 from linli.settings import get_settings
 
 st.set_page_config(page_title="邻里 Linli", page_icon="🏘️", layout="wide")
 st.sidebar.toggle(t("english", "en"), value=get_settings().language == "en", key=LANGUAGE_KEY)
 lang = current_language()
 st.sidebar.caption(t("app_title", lang))
-pages = [
-    st.Page("pages/overview.py", title=t("nav_overview", lang), icon=":material/dashboard:", default=True),
-    st.Page("pages/flow_runs.py", title=t("nav_flows", lang), icon=":material/account_tree:"),
-    st.Page("pages/processes.py", title=t("nav_processes", lang), icon=":material/schema:"),
+# Each page with the action a role needs to see it.
+guarded = [
+    (st.Page("pages/overview.py", title=t("nav_overview", lang), icon=":material/dashboard:", default=True),
+     "view_overview"),
+    (st.Page("pages/flow_runs.py", title=t("nav_flows", lang), icon=":material/account_tree:"), "view_processes"),
+    (st.Page("pages/processes.py", title=t("nav_processes", lang), icon=":material/schema:"), "view_processes"),
+    (st.Page("pages/collection.py", title=t("nav_collection", lang), icon=":material/badge:"), "view_residents"),
+    (st.Page("pages/patrol.py", title=t("nav_patrol", lang), icon=":material/nightlight:"), "view_patrols"),
+    (st.Page("pages/announcements.py", title=t("nav_announcements", lang), icon=":material/campaign:"),
+     "view_announcements"),
 ]
+pages = [page for page, _action in guarded[:3]]  # open mode (no accounts yet): the pages from before accounts
+if db.is_current(db.get_engine()) and accounts_exist():
+    user = current_user()
+    if user is None:
+        pages = [st.Page(login_page, title=t("login_title", lang), icon=":material/login:", default=True)]
+    else:
+        pages = [page for page, action in guarded if allowed(user, action)]
+        st.sidebar.write(t("signed_in_as", lang, user=user.username, role=t(f"role.{user.role}", lang)))
+        if st.sidebar.button(t("logout", lang)):
+            sign_out()
+            st.rerun()
+else:
+    st.sidebar.warning(t("no_accounts", lang))
 st.navigation(pages).run()

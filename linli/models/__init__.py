@@ -21,3 +21,26 @@ __all__ = [
     "Community", "Feedback", "Grid", "Notification", "NotificationStatus", "PhotoKind", "Resident",
     "ResidentKind", "Staff", "StaffRole", "StreetOffice", "UTCDateTime", "Volunteer", "utcnow",
 ]
+from linli.models.devices import (  # noqa: E402  (appended by the devices issue)
+    AccessRecord,
+    Alarm,
+    AlarmSeverity,
+    AlarmStatus,
+    CommandStatus,
+    DeadLetter,
+    Device,
+    DeviceCommand,
+    DeviceEvent,
+    DeviceState,
+    EndpointCursor,
+    OutboxRecord,
+    ParkedRecord,
+    Telemetry,
+    VehicleRecord,
+)
+
+__all__ += [
+    "AccessRecord", "Alarm", "AlarmSeverity", "AlarmStatus", "CommandStatus", "DeadLetter", "Device",
+    "DeviceCommand", "DeviceEvent", "DeviceState", "EndpointCursor", "OutboxRecord", "ParkedRecord", "Telemetry",
+    "VehicleRecord",
+]

@@ -93,7 +93,7 @@ class RuleEvaluator:
         if previous is None:
             return False
         seconds = (at - previous[0]).total_seconds()
-        if seconds <= 0 or seconds > 600:  # out of order, or too far apart to be a rate
+        if seconds < 1 or seconds > 600:  # out of order, too close to tell, or too far apart to be a rate
             return False
         per_minute = (value - previous[1]) / seconds * 60
         return COMPARE[rule.op](per_minute, rule.value)

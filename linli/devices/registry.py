@@ -183,6 +183,35 @@ DEFAULT_RULES: tuple[AlarmRule, ...] = (
 )
 
 
+# What people read for each alarm type (zh-CN, en); the rule table names the types.
+ALARM_NAMES: dict[str, tuple[str, str]] = {
+    "gas_leak": ("燃气泄漏", "Gas leak"), "gas_rising": ("燃气浓度快速上升", "Gas rising fast"),
+    "smoke": ("烟雾报警", "Smoke alarm"), "overheat": ("温度过高", "Overheating"),
+    "manhole_displaced": ("井盖位移", "Manhole cover displaced"), "manhole_opened": ("井盖被打开", "Manhole opened"),
+    "manhole_overflow": ("井下水位过高", "Manhole water high"), "object_thrown": ("高空抛物", "Object thrown"),
+    "sos": ("一键求助", "SOS"), "low_water_pressure": ("消防水压不足", "Low fire-water pressure"),
+    "pressure_drop": ("消防水压骤降", "Fire-water pressure dropping"), "fire": ("火警", "Fire alarm"),
+    "fire_host_fault": ("消防主机故障", "Fire host fault"), "door_forced": ("门被强行打开", "Door forced open"),
+    "loitering": ("门外有人徘徊", "Loitering"), "fall": ("老人跌倒", "Fall detected"),
+    "abnormal_stillness": ("老人长时间无活动", "No movement for long"), "gate_forced": ("门禁被强开", "Gate forced"),
+    "barrier_blocked": ("道闸受阻", "Barrier blocked"), "lamp_overload": ("灯杆功率异常", "Lamp overload"),
+    "lamp_fault": ("路灯故障", "Lamp fault"), "offline": ("设备离线", "Device offline"),
+    "low_battery": ("电量低", "Low battery"),
+}
+SEVERITY_NAMES: dict[str, tuple[str, str]] = {
+    "critical": ("紧急", "critical"), "major": ("重要", "major"), "minor": ("次要", "minor"),
+    "warning": ("提示", "warning"),
+}
+
+
+def alarm_name(alarm_type: str, language: str = "zh") -> str:
+    """The name people read for an alarm type (its code when it has none)."""
+    names = ALARM_NAMES.get(alarm_type)
+    if names is None:
+        return alarm_type
+    return names[1] if language == "en" else names[0]
+
+
 def device_type(code: str) -> DeviceTypeSpec:
     """The spec of a device type; ValidationError naming the known types otherwise."""
     spec = DEVICE_TYPES.get(code)

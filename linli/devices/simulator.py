@@ -1,0 +1,212 @@
+"""A simulated community of devices on MQTT (`linli simulate`, the demo and the benchmarks).
+
+`equip` registers M devices of every type in N buildings; `DeviceSimulator` publishes realistic
+telemetry, heartbeats, events, access and vehicle records at a set rate, with an occasional
+life-safety alarm and a small share of malformed messages (which ingest dead-letters).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlmodel import Session, select
+
+from linli.devices.protocol import Kind, topic
+from linli.devices.registry import DEVICE_TYPES, AccessMethod
+from linli.models import Building, Community, Device
+from linli.seed import seed_sample
+
+log = logging.getLogger(__name__)
+
+# Normal readings per metric: (mean, spread); alarms push them out of range on purpose.
+NORMAL: dict[str, tuple[float, float]] = {
+    "obscuration": (0.5, 0.3), "temperature": (24, 3), "gas_lel": (2, 1), "tilt_deg": (1, 0.5),
+    "water_level_cm": (10, 5), "pressure_mpa": (0.35, 0.03), "heart_rate": (72, 8), "lux": (300, 100),
+    "power_w": (120, 20), "volume": (60, 5),
+}
+ALARMS: dict[str, dict[str, Any]] = {  # what a simulated life-safety alarm looks like per type
+    "gas": {"kind": Kind.telemetry, "body": {"metrics": {"gas_lel": 35.0}}},
+    "smoke": {"kind": Kind.event, "body": {"event": "smoke_alarm"}},
+    "sos_button": {"kind": Kind.event, "body": {"event": "sos"}},
+    "fall_alarm": {"kind": Kind.event, "body": {"event": "fall"}},
+    "fire_alarm_host": {"kind": Kind.event, "body": {"event": "fire", "detail": "3F 烟感联动"}},
+}
+PROVINCES = "皖苏浙沪京"
+TINY_JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"simulated-snapshot" + b"\xff\xd9").decode()
+
+
+@dataclass(frozen=True)
+class SimDevice:
+    """A device the simulator speaks for."""
+
+    code: str
+    device_type: str
+    community: str
+
+
+def equip(session: Session, *, buildings: int = 4, per_type: int = 1) -> list[SimDevice]:
+    """Register `per_type` devices of every type in each of the first `buildings` buildings (idempotent)."""
+    seed_sample(session)
+    rows = session.exec(select(Building).order_by(Building.id).limit(buildings)).all()
+    existing = {d.code: d for d in session.exec(select(Device)).all()}
+    fleet: list[SimDevice] = []
+    for building in rows:
+        community = session.get(Community, building.community_id)
+        assert community is not None
+        for spec in DEVICE_TYPES.values():
+            for n in range(1, per_type + 1):
+                code = f"{building.code}-{spec.code}-{n}"
+                if code not in existing:
+                    session.add(Device(code=code, device_type=spec.code, name=f"{building.name}{spec.name_zh}{n}",
+                                       community_id=community.id, building_id=building.id, grid_id=building.grid_id,
+                                       floor=n, heartbeat_seconds=spec.heartbeat_seconds))
+                fleet.append(SimDevice(code, spec.code, community.code))
+    session.flush()
+    return fleet
+
+
+@dataclass
+class SimulatorOptions:
+    """Where and how fast to publish."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    rate: float = 50.0
+    alarm_every: float = 60.0
+    fault_share: float = 0.001
+    seed: int | None = None
+
+
+@dataclass
+class Generator:
+    """Builds plausible uplinks for a fleet (no MQTT: tests and benchmarks use it directly)."""
+
+    fleet: list[SimDevice]
+    rng: random.Random = field(default_factory=random.Random)
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    seq: int = 0
+
+    def _body(self, extra: dict[str, Any]) -> dict[str, Any]:
+        self.seq += 1
+        return {"id": f"{self.run}-{self.seq}", "ts": round(time.time(), 6), **extra}
+
+    def uplink(self, device: SimDevice) -> tuple[str, bytes]:
+        """One ordinary message from `device`: a heartbeat now and then, else telemetry or an event."""
+        spec = DEVICE_TYPES[device.device_type]
+        r = self.rng.random()
+        if r < 0.1:
+            kind, body = Kind.heartbeat, {"battery": self.rng.randint(15, 100), "firmware": "1.2.0",
+                                          "rssi": -self.rng.randint(40, 90)}
+        elif spec.metrics:
+            metrics = {m.name: round(max(m.low, min(m.high, self.rng.gauss(*NORMAL.get(m.name, (m.low, 0))))), 3)
+                       for m in spec.metrics}
+            kind, body = Kind.telemetry, {"metrics": metrics}
+        else:
+            kind, body = Kind.event, self._event(device)
+        return topic(device.community, device.device_type, device.code, kind), json.dumps(
+            self._body(body), ensure_ascii=False).encode()
+
+    def _event(self, device: SimDevice) -> dict[str, Any]:
+        spec = DEVICE_TYPES[device.device_type]
+        if spec.record == "access":
+            method = self.rng.choice(list(AccessMethod))
+            ref = (f"3401041990{self.rng.randint(10000000, 99999999)}" if method is AccessMethod.id_card
+                   else f"{method.value.upper()}-{self.rng.randint(1, 5000):05d}")
+            return {"event": "access", "method": method.value, "credential_ref": ref,
+                    "direction": self.rng.choice(["in", "out"])}
+        if spec.record == "vehicle":
+            plate = f"{self.rng.choice(PROVINCES)}A{self.rng.randint(10000, 99999)}"
+            return {"event": "vehicle", "plate": plate, "direction": self.rng.choice(["in", "out"])}
+        quiet = {"door_magnet": ["opened", "closed"], "patrol_checkpoint": ["checkin"], "smart_peephole": ["visitor"]}
+        return {"event": self.rng.choice(quiet.get(device.device_type, ["fault"]))}
+
+    def alarm(self, device: SimDevice) -> tuple[str, bytes]:
+        """A life-safety alarm from `device` (gas, smoke, SOS, fall or fire host)."""
+        plan = ALARMS[device.device_type]
+        return (topic(device.community, device.device_type, device.code, plan["kind"]),
+                json.dumps(self._body(dict(plan["body"])), ensure_ascii=False).encode())
+
+    def fault(self, device: SimDevice) -> tuple[str, bytes]:
+        """A malformed message, of a random kind (not JSON, wrong schema, unknown device)."""
+        which = self.rng.choice(["json", "schema", "device"])
+        if which == "json":
+            return topic(device.community, device.device_type, device.code, Kind.telemetry), b"\x00garbage{"
+        if which == "schema":
+            return (topic(device.community, device.device_type, device.code, Kind.heartbeat),
+                    json.dumps({"ts": time.time(), "battery": 250}).encode())
+        return (topic(device.community, device.device_type, "NO-SUCH-DEVICE", Kind.heartbeat),
+                json.dumps({"ts": time.time(), "battery": 50}).encode())
+
+
+def publisher(host: str, port: int, client_id: str = "") -> mqtt.Client:
+    """A connected QoS 1 publisher with no limit on messages in flight or queued."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"linli-sim-{uuid.uuid4().hex[:6]}",
+                         protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(0)
+    client.max_queued_messages_set(0)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    return client
+
+
+class DeviceSimulator:
+    """Publishes a fleet's uplinks at a steady rate until stopped."""
+
+    def __init__(self, fleet: list[SimDevice], options: SimulatorOptions) -> None:
+        if not fleet:
+            raise ValueError("the simulator needs at least one device")
+        self.fleet = fleet
+        self.options = options
+        self.generator = Generator(fleet, random.Random(options.seed))
+        self.sent = 0
+        self.alarms_sent = 0
+        self._stop = threading.Event()
+        self._client: mqtt.Client | None = None
+
+    def run(self, duration: float | None = None) -> None:
+        """Publish until `duration` seconds have passed or stop() is called."""
+        self._client = publisher(self.options.host, self.options.port)
+        rng = self.generator.rng
+        alarmers = [d for d in self.fleet if d.device_type in ALARMS]
+        started = time.monotonic()
+        next_alarm = started + self.options.alarm_every if self.options.alarm_every > 0 else float("inf")
+        interval = 1.0 / self.options.rate
+        due = started
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if duration is not None and now - started >= duration:
+                break
+            device = self.fleet[self.sent % len(self.fleet)]
+            if now >= next_alarm and alarmers:
+                name, payload = self.generator.alarm(rng.choice(alarmers))
+                next_alarm = now + self.options.alarm_every
+                self.alarms_sent += 1
+            elif rng.random() < self.options.fault_share:
+                name, payload = self.generator.fault(device)
+            else:
+                name, payload = self.generator.uplink(device)
+            self._client.publish(name, payload, qos=1)
+            self.sent += 1
+            due += interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+
+    def stop(self) -> None:
+        """Stop publishing and disconnect (after what was published has left)."""
+        self._stop.set()
+        if self._client is not None:
+            time.sleep(0.2)
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None

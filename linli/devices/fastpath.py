@@ -97,7 +97,7 @@ class AlarmFastPath:
 
     def submit(self, alarms: list[NewAlarm]) -> list[Future[FastPathResult | None]]:
         """Handle each alarm on the pool (life-safety ones first); returns the futures."""
-        ordered = sorted(alarms, key=lambda a: not a.rule.life_safety)
+        ordered = sorted(alarms, key=lambda a: not (a.rule.life_safety or a.rule.notify))
         return [self._pool.submit(self.handle, alarm) for alarm in ordered]
 
     def close(self) -> None:
@@ -107,7 +107,8 @@ class AlarmFastPath:
     def handle(self, new: NewAlarm) -> FastPathResult | None:
         """Notify (life safety), then open and announce a case; errors are logged, never raised."""
         try:
-            notifications = self.notify(new.alarm_id) if new.rule.life_safety else []
+            urgent = new.rule.life_safety or new.rule.notify
+            notifications = self.notify(new.alarm_id) if urgent else []
             case_id = self.open_case(new.alarm_id, new.rule.category, notifications) if new.rule.opens_case else None
             return FastPathResult(new.alarm_id, notifications, case_id)
         except LinliError as err:

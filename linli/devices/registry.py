@@ -76,7 +76,9 @@ class AlarmRule(BaseModel):
     seconds: float = Field(default=0, ge=0, description="How long the limit must be passed (duration).")
     events: list[str] = Field(default_factory=list, description="Event kinds that raise it (event).")
     severity: Literal["critical", "major", "minor", "warning"] = "major"
-    life_safety: bool = Field(default=False, description="Notify on-duty staff at once, from ingest.")
+    life_safety: bool = Field(default=False, description="Life-safety alarm (gas, smoke, SOS, fall, fire): "
+                              "on-duty staff are notified at once, from ingest.")
+    notify: bool = Field(default=False, description="Notify on-duty staff at once even if not life-safety.")
     opens_case: bool = Field(default=True, description="Open a case when the alarm is raised.")
     category: str = Field(default="facility_repair", description="Category of the case it opens.")
 
@@ -153,7 +155,7 @@ DEFAULT_RULES: tuple[AlarmRule, ...] = (
     _R(device_type="manhole", alarm_type="manhole_overflow", kind="duration", metric="water_level_cm", op=">=",
        value=50, seconds=120, severity="minor", category="facility_repair"),
     _R(device_type="throwing_camera", alarm_type="object_thrown", kind="event", events=["object_thrown"],
-       severity="major", category="public_security"),
+       severity="major", notify=True, category="public_security"),
     _R(device_type="sos_button", alarm_type="sos", kind="event", events=["sos"], severity="critical",
        life_safety=True, category="elderly_care"),
     _R(device_type="fire_water_pressure", alarm_type="low_water_pressure", kind="duration", metric="pressure_mpa",

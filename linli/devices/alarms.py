@@ -111,29 +111,35 @@ _OPEN = Alarm.__table__.c  # type: ignore[attr-defined]
 def raise_alarms(conn: Connection, triggers: list[Trigger]) -> list[NewAlarm]:
     """Record triggers: update the open alarm of each device and type, or open a new one."""
     new: list[NewAlarm] = []
+    # The same alarm firing many times in one batch is one write: counted n times, the latest trigger kept.
+    latest: dict[tuple[int, str], tuple[Trigger, int]] = {}
     for trigger in triggers:
+        key = (trigger.device_id, trigger.rule.alarm_type)
+        first, seen = latest.get(key, (trigger, 0))
+        latest[key] = (trigger if trigger.at >= first.at else first, seen + 1)
+    for trigger, times in latest.values():
         rule = trigger.rule
         where = and_(_OPEN.device_id == trigger.device_id, _OPEN.alarm_type == rule.alarm_type,
                      _OPEN.status != AlarmStatus.cleared.value)
-        if _repeat(conn, where, trigger):
+        if _repeat(conn, where, trigger, times):
             continue
         row = {"device_id": trigger.device_id, "alarm_type": rule.alarm_type, "severity": rule.severity,
                "life_safety": rule.life_safety, "status": AlarmStatus.active.value, "message": trigger.message[:500],
-               "value": trigger.value, "count": 1, "first_at": trigger.at, "last_at": trigger.at,
+               "value": trigger.value, "count": times, "first_at": trigger.at, "last_at": trigger.at,
                "acknowledged_by": "", "cleared_by": "", "snapshot_key": trigger.snapshot_key}
         try:
             with conn.begin_nested():  # another replica may open the same alarm at the same moment
                 alarm_id = conn.execute(insert(Alarm).values(row).returning(_OPEN.id)).scalar_one()
         except IntegrityError:
-            _repeat(conn, where, trigger)
+            _repeat(conn, where, trigger, times)
             continue
         new.append(NewAlarm(alarm_id, rule))
     return new
 
 
-def _repeat(conn: Connection, where: object, trigger: Trigger) -> bool:
+def _repeat(conn: Connection, where: object, trigger: Trigger, times: int = 1) -> bool:
     statement = (update(Alarm).where(where)  # type: ignore[arg-type]
-                 .values(count=_OPEN.count + 1, last_at=trigger.at, value=trigger.value,
+                 .values(count=_OPEN.count + times, last_at=trigger.at, value=trigger.value,
                          message=trigger.message[:500]))
     if trigger.snapshot_key:
         statement = statement.values(snapshot_key=trigger.snapshot_key)

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
+import struct
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -78,16 +80,6 @@ class _Abandon(Exception):
     """Stopping while the database is away: leave the batch unacknowledged."""
 
 
-class _Wrapped:
-    """A queued message and the connection it came on (mids are only valid on that connection)."""
-
-    __slots__ = ("incoming", "generation")
-
-    def __init__(self, incoming: Incoming, generation: int) -> None:
-        self.incoming = incoming
-        self.generation = generation
-
-
 class IngestService:
     """One ingest replica: paho client, a queue, and a writer thread."""
 
@@ -98,7 +90,8 @@ class IngestService:
         self.on_alarms = on_alarms
         self.counters = Counters()
         self.client_id = options.client_id or f"linli-ingest-{uuid.uuid4().hex[:8]}"
-        self._queue: queue.Queue[_Wrapped] = queue.Queue()
+        # A deque, not queue.Queue: append and popleft are atomic and far cheaper at 10,000s a second.
+        self._queue: deque[Incoming] = deque()
         self._stop = threading.Event()
         self._generation = 0
         self._thread: threading.Thread | None = None
@@ -130,8 +123,8 @@ class IngestService:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.counters.received += 1
-        self._queue.put(_Wrapped(Incoming(message.topic, message.payload, message.mid, message.qos),
-                                 self._generation))
+        self._queue.append(Incoming(message.topic, message.payload, message.mid, message.qos, time.time(),
+                                    self._generation))
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -158,30 +151,19 @@ class IngestService:
 
     # --- writer thread -----------------------------------------------------------------------
 
-    def _take(self) -> list[_Wrapped]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
+    def _take(self) -> list[Incoming]:
+        """Up to batch_size messages: whatever is queued, waiting at most batch_wait for more."""
+        pending = self._queue
         deadline = time.monotonic() + self.options.batch_wait
-        while len(batch) < self.options.batch_size:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(self._queue.get(timeout=left))
-                except queue.Empty:
-                    break
-        return batch
+        while len(pending) < self.options.batch_size and time.monotonic() < deadline:
+            time.sleep(0.002 if pending else 0.01)
+        count = min(len(pending), self.options.batch_size)
+        return [pending.popleft() for _ in range(count)]
 
     def _write_loop(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
+        while not (self._stop.is_set() and not self._queue):
             batch = self._take()
-            self.counters.queued = self._queue.qsize()
+            self.counters.queued = len(self._queue)
             if not batch:
                 continue
             try:
@@ -194,12 +176,12 @@ class IngestService:
             if result.new_alarms and self.on_alarms is not None:
                 self.on_alarms(result.new_alarms)
 
-    def _write(self, batch: list[_Wrapped]) -> BatchResult:
+    def _write(self, batch: list[Incoming]) -> BatchResult:
         """Write a batch, retrying a database that is away; split a batch that fails for another reason."""
         attempts = 0
         while True:
             try:
-                return self.writer.write([w.incoming for w in batch])
+                return self.writer.write(batch)
             except DBAPIError as err:
                 attempts += 1
                 self.counters.db_retries += 1
@@ -213,7 +195,7 @@ class IngestService:
                     time.sleep(self.options.retry_seconds)
                     continue
                 if len(batch) == 1:
-                    return self._dead_letter(batch[0].incoming, f"write failed: {err.orig}")
+                    return self._dead_letter(batch[0], f"write failed: {err.orig}")
                 middle = len(batch) // 2
                 left, right = self._write(batch[:middle]), self._write(batch[middle:])
                 return _merge(left, right)
@@ -227,15 +209,24 @@ class IngestService:
         result.reasons["write_error"] += 1
         return result
 
-    def _ack(self, batch: list[_Wrapped]) -> None:
+    def _ack(self, batch: list[Incoming]) -> None:
+        """Acknowledge the batch: one write of all its PUBACKs, not one wake-up of paho's loop per message."""
         generation = self._generation
-        for wrapped in batch:
-            # A message from an earlier connection is sent again by the broker; its old mid may now
-            # name another message, so only this connection's messages are acknowledged.
-            if wrapped.generation == generation and wrapped.incoming.qos > 0:
-                self.client.ack(wrapped.incoming.mid, wrapped.incoming.qos)
+        # A message from an earlier connection is sent again by the broker; its old mid may now
+        # name another message, so only this connection's messages are acknowledged.
+        mids = [m.mid for m in batch if m.generation == generation and m.qos == 1]
+        if not mids:
+            return
+        if hasattr(self.client, "_packet_queue"):
+            # paho 2's client.ack() queues one 4-byte PUBACK and wakes its loop each time (a syscall per
+            # message); the same packets, concatenated, go out in one queued write.
+            packet = b"".join(struct.pack("!BBH", PUBACK, 2, mid) for mid in mids)
+            self.client._packet_queue(PUBACK, packet, 0, 0)
+        else:  # pragma: no cover - another paho version
+            for mid in mids:
+                self.client.ack(mid, 1)
 
-    def _count(self, batch: list[_Wrapped], result: BatchResult) -> None:
+    def _count(self, batch: list[Incoming], result: BatchResult) -> None:
         c = self.counters
         c.batches += 1
         c.written += result.written
@@ -243,12 +234,12 @@ class IngestService:
         c.dead_lettered += result.dead_letters
         c.alarms += len(result.new_alarms)
         c.records += result.records
-        c.lag_seconds = round(time.time() - min(w.incoming.received for w in batch), 3)
+        c.lag_seconds = round(time.time() - min(m.received for m in batch), 3)
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as a plain dict."""
         data = asdict(self.counters)
-        data["queued"] = self._queue.qsize()
+        data["queued"] = len(self._queue)
         data["client_id"] = self.client_id
         return data
 

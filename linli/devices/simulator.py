@@ -41,6 +41,8 @@ ALARMS: dict[str, dict[str, Any]] = {  # what a simulated life-safety alarm look
     "fall_alarm": {"kind": Kind.event, "body": {"event": "fall"}},
     "fire_alarm_host": {"kind": Kind.event, "body": {"event": "fire", "detail": "3F 烟感联动"}},
 }
+QUIET_EVENTS: dict[str, list[str]] = {"door_magnet": ["opened", "closed"], "patrol_checkpoint": ["checkin"],
+                                      "smart_peephole": ["visitor"]}
 PROVINCES = "皖苏浙沪京"
 TINY_JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"simulated-snapshot" + b"\xff\xd9").decode()
 
@@ -104,7 +106,8 @@ class Generator:
         """One ordinary message from `device`: a heartbeat now and then, else telemetry or an event."""
         spec = DEVICE_TYPES[device.device_type]
         r = self.rng.random()
-        if r < 0.1:
+        quiet = spec.record or spec.metrics or device.device_type in QUIET_EVENTS
+        if r < 0.1 or not quiet:  # SOS buttons, fire hosts, cameras: only heartbeats until something happens
             kind, body = Kind.heartbeat, {"battery": self.rng.randint(15, 100), "firmware": "1.2.0",
                                           "rssi": -self.rng.randint(40, 90)}
         elif spec.metrics:
@@ -127,8 +130,7 @@ class Generator:
         if spec.record == "vehicle":
             plate = f"{self.rng.choice(PROVINCES)}A{self.rng.randint(10000, 99999)}"
             return {"event": "vehicle", "plate": plate, "direction": self.rng.choice(["in", "out"])}
-        quiet = {"door_magnet": ["opened", "closed"], "patrol_checkpoint": ["checkin"], "smart_peephole": ["visitor"]}
-        return {"event": self.rng.choice(quiet.get(device.device_type, ["fault"]))}
+        return {"event": self.rng.choice(QUIET_EVENTS[device.device_type])}
 
     def alarm(self, device: SimDevice) -> tuple[str, bytes]:
         """A life-safety alarm from `device` (gas, smoke, SOS, fall or fire host)."""

@@ -12,6 +12,7 @@ photo and shown in the notification with a presigned URL.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -47,11 +48,16 @@ RESPONDER_TEAM = "security"  # property security answer gas, smoke, SOS and fall
 
 @dataclass
 class FastPathResult:
-    """What the fast path did for one alarm."""
+    """What the fast path did for one alarm; the case is filed on another worker (`case` is its future)."""
 
     alarm_id: int
     notifications: list[int]
-    case_id: int | None
+    case: Future[int | None] | None = None
+
+    @property
+    def case_id(self) -> int | None:
+        """The case opened for the alarm (waits for it to be filed)."""
+        return self.case.result() if self.case is not None else None
 
 
 def responders(session: Session, device: Device) -> list[Staff]:
@@ -93,28 +99,45 @@ class AlarmFastPath:
         self.config = config
         self.bus = bus
         self.store = store
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alarm-fast-path")
+        # Notices have their own workers: filing a case is slower and must never hold a notice back.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alarm-notify")
+        self._cases = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-case")
 
     def submit(self, alarms: list[NewAlarm]) -> list[Future[FastPathResult | None]]:
         """Handle each alarm on the pool (life-safety ones first); returns the futures."""
         ordered = sorted(alarms, key=lambda a: not (a.rule.life_safety or a.rule.notify))
-        return [self._pool.submit(self.handle, alarm) for alarm in ordered]
+        submitted = time.perf_counter()
+        return [self._pool.submit(self.handle, alarm, submitted) for alarm in ordered]
 
     def close(self) -> None:
         """Finish what was submitted."""
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True)  # first: its workers may still hand cases over
+        self._cases.shutdown(wait=True)
 
-    def handle(self, new: NewAlarm) -> FastPathResult | None:
+    def handle(self, new: NewAlarm, submitted: float | None = None) -> FastPathResult | None:
         """Notify (life safety), then open and announce a case; errors are logged, never raised."""
         try:
             urgent = new.rule.life_safety or new.rule.notify
+            started = time.perf_counter()
             notifications = self.notify(new.alarm_id) if urgent else []
-            case_id = self.open_case(new.alarm_id, new.rule.category, notifications) if new.rule.opens_case else None
-            return FastPathResult(new.alarm_id, notifications, case_id)
+            if urgent:
+                log.info("alarm %s: waited %.0f ms for a worker, notified in %.0f ms", new.alarm_id,
+                         (started - (submitted or started)) * 1000, (time.perf_counter() - started) * 1000)
+            case = self._cases.submit(self._file, new, notifications) if new.rule.opens_case else None
+            return FastPathResult(new.alarm_id, notifications, case)
         except LinliError as err:
             log.error("alarm %s: fast path failed: %s", new.alarm_id, err)
         except Exception:  # a bug here must not kill the pool thread; ingest goes on
             log.exception("alarm %s: fast path failed", new.alarm_id)
+        return None
+
+    def _file(self, new: NewAlarm, notifications: list[int]) -> int | None:
+        try:
+            return self.open_case(new.alarm_id, new.rule.category, notifications)
+        except LinliError as err:
+            log.error("alarm %s: no case opened: %s", new.alarm_id, err)
+        except Exception:
+            log.exception("alarm %s: no case opened", new.alarm_id)
         return None
 
     def _context(self, session: Session, alarm: Alarm, device: Device) -> dict[str, object]:

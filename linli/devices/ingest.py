@@ -92,6 +92,8 @@ class IngestService:
         self.client_id = options.client_id or f"linli-ingest-{uuid.uuid4().hex[:8]}"
         # A deque, not queue.Queue: append and popleft are atomic and far cheaper at 10,000s a second.
         self._queue: deque[Incoming] = deque()
+        # Messages that may raise a life-safety alarm skip the bulk queue: the writer takes them first.
+        self._urgent: deque[Incoming] = deque()
         self._stop = threading.Event()
         self._generation = 0
         self._thread: threading.Thread | None = None
@@ -123,8 +125,9 @@ class IngestService:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.counters.received += 1
-        self._queue.append(Incoming(message.topic, message.payload, message.mid, message.qos, time.time(),
-                                    self._generation))
+        name = message.topic
+        lane = self._urgent if self.writer.urgent(name) else self._queue
+        lane.append(Incoming(name, message.payload, message.mid, message.qos, time.time(), self._generation))
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -152,18 +155,22 @@ class IngestService:
     # --- writer thread -----------------------------------------------------------------------
 
     def _take(self) -> list[Incoming]:
-        """Up to batch_size messages: whatever is queued, waiting at most batch_wait for more."""
+        """Urgent messages at once if any; else up to batch_size, waiting at most batch_wait for more."""
+        if self._urgent:
+            return [self._urgent.popleft() for _ in range(min(len(self._urgent), self.options.batch_size))]
         pending = self._queue
         deadline = time.monotonic() + self.options.batch_wait
-        while len(pending) < self.options.batch_size and time.monotonic() < deadline:
+        while len(pending) < self.options.batch_size and time.monotonic() < deadline and not self._urgent:
             time.sleep(0.002 if pending else 0.01)
+        if self._urgent:
+            return [self._urgent.popleft() for _ in range(min(len(self._urgent), self.options.batch_size))]
         count = min(len(pending), self.options.batch_size)
         return [pending.popleft() for _ in range(count)]
 
     def _write_loop(self) -> None:
-        while not (self._stop.is_set() and not self._queue):
+        while not (self._stop.is_set() and not self._queue and not self._urgent):
             batch = self._take()
-            self.counters.queued = len(self._queue)
+            self.counters.queued = len(self._queue) + len(self._urgent)
             if not batch:
                 continue
             try:
@@ -174,6 +181,8 @@ class IngestService:
             self._ack(batch)
             self._count(batch, result)
             if result.new_alarms and self.on_alarms is not None:
+                log.info("batch of %s with %s new alarm(s): oldest message waited %.0f ms", len(batch),
+                         len(result.new_alarms), (time.time() - min(m.received for m in batch)) * 1000)
                 self.on_alarms(result.new_alarms)
 
     def _write(self, batch: list[Incoming]) -> BatchResult:
@@ -239,7 +248,7 @@ class IngestService:
     def snapshot(self) -> dict[str, Any]:
         """The counters as a plain dict."""
         data = asdict(self.counters)
-        data["queued"] = len(self._queue)
+        data["queued"] = len(self._queue) + len(self._urgent)
         data["client_id"] = self.client_id
         return data
 

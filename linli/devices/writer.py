@@ -137,6 +137,15 @@ OUTBOX_PG = text("INSERT INTO datahub_outbox (kind, record_id, payload, created_
                  "CAST(:idempotency_key AS text[]))")
 
 
+def _urgent_lanes(rules: RuleBook) -> set[tuple[str, str]]:
+    """(device type, message kind) pairs that can raise a life-safety or notify-at-once alarm."""
+    lanes = set()
+    for rule in rules.rules:
+        if rule.life_safety or rule.notify:
+            lanes.add((rule.device_type, "event" if rule.kind == "event" else "telemetry"))
+    return lanes
+
+
 def _insert(engine: Engine, table: Any) -> Insert:
     """INSERT … ON CONFLICT (device_id, msg_key) DO NOTHING RETURNING device_id, msg_key, id."""
     tbl: Table = table.__table__
@@ -154,7 +163,7 @@ class BatchWriter:
                  max_payload: int = protocol.MAX_PAYLOAD_BYTES) -> None:
         self.engine = engine
         self.devices = DeviceDirectory(engine)
-        self.evaluator = RuleEvaluator(rules or RuleBook())
+        self.set_rules(rules or RuleBook())
         self.store = store
         self.max_payload = max_payload
         self._inserts = {model: _insert(engine, model) for model in (Telemetry, DeviceEvent, AccessRecord,
@@ -172,6 +181,18 @@ class BatchWriter:
     def set_rules(self, rules: RuleBook) -> None:
         """Use new alarm rules from the next batch on."""
         self.evaluator = RuleEvaluator(rules)
+        self._urgent = _urgent_lanes(rules)
+        self._urgent_topics: dict[str, bool] = {}
+
+    def urgent(self, topic_name: str) -> bool:
+        """Whether a message on this topic may raise a life-safety alarm (it then skips the queue)."""
+        known = self._urgent_topics.get(topic_name)
+        if known is None:
+            parts = topic_name.split("/")
+            known = len(parts) == 5 and (parts[2], parts[4]) in self._urgent
+            if len(self._urgent_topics) < 100_000:
+                self._urgent_topics[topic_name] = known
+        return known
 
     def _check(self, message: Incoming) -> tuple[Topic, DeviceInfo, protocol.Uplink]:
         parsed = self._topics.get(message.topic)

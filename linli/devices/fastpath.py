@@ -23,7 +23,7 @@ from linli import notify
 from linli.devices.alarms import NewAlarm
 from linli.devices.registry import DEVICE_TYPES, SEVERITY_NAMES, alarm_name
 from linli.errors import LinliError
-from linli.events import EventBus
+from linli.events import CaseEventOut, EventBus
 from linli.loop import LoopConfig
 from linli.loop.intake import ReportIn, file_report
 from linli.models import (
@@ -43,6 +43,7 @@ from linli.models import (
 from linli.storage import ObjectStore
 
 log = logging.getLogger(__name__)
+HEALTH_ALARMS = ("offline", "low_battery")  # the device's own health: maintenance cases
 RESPONDER_TEAM = "security"  # property security answer gas, smoke, SOS and fall alarms with the grid worker
 
 
@@ -184,32 +185,45 @@ class AlarmFastPath:
 
     def open_case(self, alarm_id: int, category: str, notifications: list[int]) -> int | None:
         """File a case for the alarm (linking its snapshot and notifications) and emit its event."""
-        with Session(self.engine, expire_on_commit=False) as session:
-            alarm = session.get(Alarm, alarm_id)
-            device = session.get(Device, alarm.device_id) if alarm else None
-            if alarm is None or device is None or alarm.case_id is not None:
-                return alarm.case_id if alarm else None
-            community, building = place(session, device)
-            lang = self.config.language
-            text = (f"设备告警：{alarm_name(alarm.alarm_type, 'zh')} — {device.name}（{device.code}）：{alarm.message}"
-                    if lang == "zh" else
-                    f"Device alarm: {alarm_name(alarm.alarm_type, 'en')} — {device.name} ({device.code}): "
-                    f"{alarm.message}")
-            report = ReportIn(description=text[:2000], category=category, source=CaseSource.device_alarm,
-                              building=building.code if building else None,
-                              community=None if building else community.code)
-            result = file_report(session, report, config=self.config)
-            alarm.case_id = result.case_id
-            session.add(alarm)
-            if alarm.snapshot_key and self.store is not None:
-                size = len(self.store.get(alarm.snapshot_key))
-                session.add(CasePhoto(case_id=result.case_id, kind=PhotoKind.before, key=alarm.snapshot_key,
-                                      content_type="image/png" if alarm.snapshot_key.endswith(".png")
-                                      else "image/jpeg", size=size))
-            for row in session.exec(select(Notification).where(Notification.id.in_(notifications))).all():  # type: ignore[union-attr]
+        case_id, events = open_alarm_case(self.engine, alarm_id, category, config=self.config, store=self.store,
+                                          notifications=notifications)
+        if events:
+            self.bus.emit(events)
+        return case_id
+
+
+def open_alarm_case(engine: Engine, alarm_id: int, category: str, *, config: LoopConfig,
+                    store: ObjectStore | None = None, notifications: list[int] | None = None,
+                    ) -> tuple[int | None, list[CaseEventOut]]:
+    """File a case for an alarm once (its snapshot as the case photo); returns the case id and events to emit."""
+    with Session(engine, expire_on_commit=False) as session:
+        alarm = session.get(Alarm, alarm_id)
+        device = session.get(Device, alarm.device_id) if alarm else None
+        if alarm is None or device is None or alarm.case_id is not None:
+            return (alarm.case_id if alarm else None), []
+        community, building = place(session, device)
+        lang = config.language
+        text = (f"设备告警：{alarm_name(alarm.alarm_type, 'zh')} — {device.name}（{device.code}）：{alarm.message}"
+                if lang == "zh" else
+                f"Device alarm: {alarm_name(alarm.alarm_type, 'en')} — {device.name} ({device.code}): "
+                f"{alarm.message}")
+        source = CaseSource.device_health if alarm.alarm_type in HEALTH_ALARMS else CaseSource.device_alarm
+        report = ReportIn(description=text[:2000], category=category, source=source,
+                          building=building.code if building else None,
+                          community=None if building else community.code)
+        result = file_report(session, report, config=config)
+        alarm.case_id = result.case_id
+        session.add(alarm)
+        if alarm.snapshot_key and store is not None:
+            size = len(store.get(alarm.snapshot_key))
+            session.add(CasePhoto(case_id=result.case_id, kind=PhotoKind.before, key=alarm.snapshot_key,
+                                  content_type="image/png" if alarm.snapshot_key.endswith(".png")
+                                  else "image/jpeg", size=size))
+        if notifications:
+            for row in session.exec(select(Notification).where(
+                    Notification.id.in_(notifications))).all():  # type: ignore[union-attr]
                 row.case_id = result.case_id
                 session.add(row)
-            session.commit()
-        self.bus.emit(result.events)
-        log.info("alarm %s opened case %s", alarm_id, result.case_number)
-        return result.case_id
+        session.commit()
+    log.info("alarm %s opened case %s", alarm_id, result.case_number)
+    return result.case_id, list(result.events)

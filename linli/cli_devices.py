@@ -21,6 +21,8 @@ from linli.settings import Settings
 device_commands = typer.Typer(help="Devices and MQTT.")
 devices_app = typer.Typer(help="The device inventory and alarms.", no_args_is_help=True)
 device_commands.add_typer(devices_app, name="devices")
+datahub_app = typer.Typer(help="Pushes to the city data hub.", no_args_is_help=True)
+device_commands.add_typer(datahub_app, name="datahub")
 
 
 def _cli() -> ModuleType:
@@ -178,5 +180,91 @@ def simulate(
         finally:
             sim.stop()
         _cli().console.print(t("simulated", lang, sent=sim.sent, seconds=round(time.monotonic() - started, 1)))
+
+    _cli()._run(work)
+
+
+@devices_app.command("command")
+def devices_command(
+    device: Annotated[str, typer.Argument(help="Device code.")],
+    command: Annotated[str, typer.Argument(help="broadcast, open_gate, reset, read …")],
+    text: Annotated[str, typer.Option(help="Text to speak (broadcast).")] = "",
+    by: Annotated[str, typer.Option(help="Who asks, e.g. staff:3.")] = "cli",
+) -> None:
+    """Send a downlink command and wait for the device's answer (or the timeout)."""
+
+    def work(settings: Settings) -> None:
+        from linli.devices import commands
+
+        mqtt = settings.mqtt
+        args = {"text": text} if text else {}
+        with commands.MqttPublisher(mqtt.host, mqtt.port, username=mqtt.username,
+                                    password=mqtt.password.get_secret_value()) as publish, \
+                db.session_scope() as session:
+            row = commands.send(session, publish, device_code=device, command=command, args=args,
+                                requested_by=by, timeout_seconds=settings.devices.command_timeout_seconds)
+        row = commands.wait_for_answer(db.get_engine(), row.cmd_id)
+        _cli().console.print(t("done", str(settings.language), what=f"{command} → {device}: {row.status} {row.result}"))
+
+    _cli()._run(work)
+
+
+@datahub_app.command("status")
+def datahub_status() -> None:
+    """Each endpoint's cursor: delivered, parked, how far behind, last error."""
+
+    def work(settings: Settings) -> None:
+        from linli.datahub import status
+
+        with db.session_scope() as session:
+            rows = status(session)
+        table = Table("endpoint", "status", "delivered", "parked", "behind", "last error")
+        for row in rows:
+            table.add_row(row["endpoint"], row["status"], str(row["delivered"]), str(row["parked"]),
+                          str(row["behind"]), row["last_error"][:60])
+        _cli().console.print(table)
+
+    _cli()._run(work)
+
+
+@datahub_app.command("replay")
+def datahub_replay(endpoint: Annotated[str, typer.Argument(help="Endpoint (block) name.")]) -> None:
+    """Send an endpoint's parked records again (the receiver drops duplicates by idempotency key)."""
+
+    def work(settings: Settings) -> None:
+        from linli.datahub import replay_parked
+
+        with db.session_scope() as session:
+            count = replay_parked(session, endpoint)
+        _cli().console.print(t("done", str(settings.language), what=f"{count} parked record(s) → {endpoint}"))
+
+    _cli()._run(work)
+
+
+@datahub_app.command("push")
+def datahub_push(
+    url: Annotated[str, typer.Option(help="Receiver URL (without a block: defaults for everything else).")],
+    name: Annotated[str, typer.Option(help="Endpoint name (its cursor).")] = "cli",
+    seconds: Annotated[float, typer.Option(help="Keep pushing this long (0: until caught up once).")] = 0,
+) -> None:
+    """Push outbox records to one URL with the default policy (masking ID numbers and plates)."""
+
+    def work(settings: Settings) -> None:
+        import httpx
+
+        from linli.datahub import EndpointConfig, push_until_caught_up
+
+        endpoint = EndpointConfig(name=name, url=url)
+        stop_at = time.monotonic() + seconds
+        sent = 0
+        with httpx.Client() as client:
+            while True:
+                results = push_until_caught_up(db.get_engine(), endpoint, client=client,
+                                               templates_dir=settings.templates_dir)
+                sent += sum(r.sent for r in results)
+                if time.monotonic() >= stop_at:
+                    break
+                time.sleep(1)
+        _cli().console.print(t("done", str(settings.language), what=f"{sent} record(s) → {url}"))
 
     _cli()._run(work)

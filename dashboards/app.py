@@ -14,5 +14,9 @@ st.sidebar.caption(t("app_title", lang))
 pages = [
     st.Page("pages/overview.py", title=t("nav_overview", lang), icon=":material/dashboard:", default=True),
     st.Page("pages/flow_runs.py", title=t("nav_flows", lang), icon=":material/account_tree:"),
+    st.Page("pages/devices.py", title=t("nav_devices", lang), icon=":material/sensors:"),
+    st.Page("pages/alarms.py", title=t("nav_alarms", lang), icon=":material/notifications_active:"),
+    st.Page("pages/records.py", title=t("nav_records", lang), icon=":material/door_front:"),
+    st.Page("pages/datahub.py", title=t("nav_datahub", lang), icon=":material/cloud_upload:"),
 ]
 st.navigation(pages).run()

@@ -103,6 +103,26 @@ ZH: dict[str, str] = {
     "state.CANCELLED": "已取消",
     "state.CANCELLING": "取消中",
     "state.PAUSED": "已暂停",
+    # devices (issue 5)
+    "nav_devices": "设备", "nav_alarms": "告警", "nav_records": "通行记录", "nav_datahub": "数据推送",
+    "devices_title": "设备状态", "dev_online": "在线", "dev_offline": "离线", "dev_maintenance": "维护中",
+    "dev_filter_state": "状态", "dev_buildings": "楼栋视图", "dev_list": "设备列表", "no_devices": "还没有设备。",
+    "dv_code": "编号", "dv_type": "类型", "dv_building": "楼栋", "dv_floor": "楼层", "dv_state": "状态",
+    "dv_battery": "电量", "dv_last_seen": "最后在线", "dv_online": "在线", "dv_offline": "离线",
+    "dv_maintenance": "维护中", "dv_alarms": "告警",
+    "alarms_title": "告警", "no_alarms": "当前没有告警。", "dv_alarm": "告警", "dv_severity": "级别",
+    "dv_device": "设备", "dv_place": "位置", "dv_count": "次数", "dv_first": "首次", "dv_last": "最近",
+    "dv_detail": "详情", "dv_case": "案件", "alarm_pick": "选择告警", "alarm_who": "处理人（如 staff:3）",
+    "alarm_ack": "确认", "alarm_clear": "解除", "alarm_done": "告警 {id} 已{what}", "alarm_snapshot": "抓拍",
+    "severity.critical": "紧急", "severity.major": "重要", "severity.minor": "次要", "severity.warning": "提示",
+    "alarm.active": "未确认", "alarm.acknowledged": "已确认", "alarm.cleared": "已解除",
+    "records_title": "通行记录（已脱敏）", "access_records": "门禁", "vehicle_records": "车辆",
+    "dv_time": "时间", "dv_gate": "门/道闸", "dv_method": "方式", "dv_credential": "凭证",
+    "dv_direction": "方向", "dv_granted": "放行", "dv_plate": "车牌", "no_records": "暂无记录。",
+    "records_privacy": "不存储人脸图像或特征，只记录开门方式和凭证编号；证件号和车牌默认脱敏。",
+    "datahub_title": "数据推送状态", "no_endpoints": "还没有推送过（在 Prefect 里添加数据中台推送地址块）。",
+    "dv_endpoint": "推送地址", "dv_delivered": "已送达", "dv_parked": "暂存", "dv_behind": "待推送",
+    "dv_error": "最后错误", "dv_updated": "更新时间",
 }
 
 EN: dict[str, str] = {
@@ -195,6 +215,29 @@ EN: dict[str, str] = {
     "state.CANCELLED": "Cancelled",
     "state.CANCELLING": "Cancelling",
     "state.PAUSED": "Paused",
+    # devices (issue 5)
+    "nav_devices": "Devices", "nav_alarms": "Alarms", "nav_records": "Access records", "nav_datahub": "Data hub",
+    "devices_title": "Devices", "dev_online": "Online", "dev_offline": "Offline", "dev_maintenance": "Maintenance",
+    "dev_filter_state": "State", "dev_buildings": "By building", "dev_list": "Devices", "no_devices": "No devices yet.",
+    "dv_code": "Code", "dv_type": "Type", "dv_building": "Building", "dv_floor": "Floor", "dv_state": "State",
+    "dv_battery": "Battery", "dv_last_seen": "Last seen", "dv_online": "Online", "dv_offline": "Offline",
+    "dv_maintenance": "Maintenance", "dv_alarms": "Alarms",
+    "alarms_title": "Alarms", "no_alarms": "No open alarms.", "dv_alarm": "Alarm", "dv_severity": "Severity",
+    "dv_device": "Device", "dv_place": "Where", "dv_count": "Count", "dv_first": "First", "dv_last": "Last",
+    "dv_detail": "Detail", "dv_case": "Case", "alarm_pick": "Pick an alarm", "alarm_who": "Who (e.g. staff:3)",
+    "alarm_ack": "Acknowledge", "alarm_clear": "Clear", "alarm_done": "Alarm {id} {what}", "alarm_snapshot": "Snapshot",
+    "severity.critical": "critical", "severity.major": "major", "severity.minor": "minor",
+    "severity.warning": "warning",
+    "alarm.active": "active", "alarm.acknowledged": "acknowledged", "alarm.cleared": "cleared",
+    "records_title": "Access and vehicle records (masked)", "access_records": "Access", "vehicle_records": "Vehicles",
+    "dv_time": "Time", "dv_gate": "Gate", "dv_method": "Method", "dv_credential": "Credential",
+    "dv_direction": "Direction", "dv_granted": "Granted", "dv_plate": "Plate", "no_records": "No records yet.",
+    "records_privacy": "No face images or templates are stored, only the method and a credential reference; "
+                       "ID numbers and plates are masked.",
+    "datahub_title": "Data-hub pushes",
+    "no_endpoints": "Nothing pushed yet (add a data-hub endpoint block in Prefect).",
+    "dv_endpoint": "Endpoint", "dv_delivered": "Delivered", "dv_parked": "Parked", "dv_behind": "Behind",
+    "dv_error": "Last error", "dv_updated": "Updated",
 }
 
 TEXTS: dict[str, dict[str, str]] = {"zh": ZH, "en": EN}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import serve
 
 from flows.deployments import loop_deployments
+from flows.devices import device_deployments
 from linli.settings import get_settings
 
 
@@ -14,6 +15,7 @@ def main() -> None:
     # query_seconds=1: a triggered run starts within ~1 s of being scheduled instead of ~10 s.
     # limit=3: each run is a new Python process; more at once only thrash a small machine.
     serve(*loop_deployments(sla_interval_seconds=settings.loop.sla_interval_seconds),
+          *device_deployments(interval_seconds=30),
           query_seconds=1, pause_on_shutdown=False, limit=3)
 
 

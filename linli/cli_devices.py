@@ -159,6 +159,9 @@ def simulate(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
     alarm_every: Annotated[float, typer.Option(help="Seconds between simulated alarms (0: none).")] = 60.0,
     fault_share: Annotated[float, typer.Option(min=0, max=1, help="Share of messages that are malformed.")] = 0.001,
+    heartbeat: Annotated[int | None, typer.Option(min=5, help="Register devices with this heartbeat (s).")] = None,
+    mute: Annotated[int, typer.Option(min=0, help="This many devices fall silent after --mute-after s.")] = 0,
+    mute_after: Annotated[float, typer.Option(help="Seconds before the muted devices fall silent.")] = 60.0,
 ) -> None:
     """Simulate a community's devices over MQTT: telemetry, heartbeats, events, access and vehicle records."""
 
@@ -167,9 +170,10 @@ def simulate(
 
         db.upgrade(settings.database_url)
         with db.session_scope() as session:
-            fleet = equip(session, buildings=buildings, per_type=per_type)
+            fleet = equip(session, buildings=buildings, per_type=per_type, heartbeat_seconds=heartbeat)
         sim = DeviceSimulator(fleet, SimulatorOptions(host=settings.mqtt.host, port=settings.mqtt.port,
-                                                      rate=rate, alarm_every=alarm_every, fault_share=fault_share))
+                                                      rate=rate, alarm_every=alarm_every, fault_share=fault_share,
+                                                      mute=mute, mute_after=mute_after))
         lang = str(settings.language)
         _cli().console.print(t("simulating", lang, devices=len(fleet), rate=rate))
         started = time.monotonic()

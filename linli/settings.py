@@ -128,6 +128,8 @@ class DatahubSettings(BaseModel):
     max_attempts: int = Field(default=5, ge=1, description="Failed attempts of a batch before it is parked.")
     backoff_seconds: float = Field(default=2, gt=0, description="First retry delay; doubles each attempt.")
     timeout_seconds: float = Field(default=10, gt=0, description="Give up on one push request after this long.")
+    demo_receiver_port: int = Field(default=8766, ge=1, le=65535, description="Port of the demo's local "
+                                    "data-hub receiver (127.0.0.1).")
 
 
 class Settings(BaseSettings):

@@ -56,8 +56,13 @@ class SimDevice:
     community: str
 
 
-def equip(session: Session, *, buildings: int = 4, per_type: int = 1) -> list[SimDevice]:
-    """Register `per_type` devices of every type in each of the first `buildings` buildings (idempotent)."""
+def equip(session: Session, *, buildings: int = 4, per_type: int = 1,
+          heartbeat_seconds: int | None = None) -> list[SimDevice]:
+    """Register `per_type` devices of every type in each of the first `buildings` buildings (idempotent).
+
+    `heartbeat_seconds` overrides the types' intervals (the demo uses a short one so a muted
+    device goes offline within minutes).
+    """
     seed_sample(session)
     rows = session.exec(select(Building).order_by(Building.id).limit(buildings)).all()
     existing = {d.code: d for d in session.exec(select(Device)).all()}
@@ -71,7 +76,7 @@ def equip(session: Session, *, buildings: int = 4, per_type: int = 1) -> list[Si
                 if code not in existing:
                     session.add(Device(code=code, device_type=spec.code, name=f"{building.name}{spec.name_zh}{n}",
                                        community_id=community.id, building_id=building.id, grid_id=building.grid_id,
-                                       floor=n, heartbeat_seconds=spec.heartbeat_seconds))
+                                       floor=n, heartbeat_seconds=heartbeat_seconds or spec.heartbeat_seconds))
                 fleet.append(SimDevice(code, spec.code, community.code))
     session.flush()
     return fleet
@@ -87,6 +92,8 @@ class SimulatorOptions:
     alarm_every: float = 60.0
     fault_share: float = 0.001
     seed: int | None = None
+    mute: int = 0  # this many devices (the fleet's last) fall silent …
+    mute_after: float = 60.0  # … after this many seconds, as if their power was cut
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Generator:
     rng: random.Random = field(default_factory=random.Random)
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     seq: int = 0
+    readings: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def _body(self, extra: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
@@ -111,13 +119,21 @@ class Generator:
             kind, body = Kind.heartbeat, {"battery": self.rng.randint(15, 100), "firmware": "1.2.0",
                                           "rssi": -self.rng.randint(40, 90)}
         elif spec.metrics:
-            metrics = {m.name: round(max(m.low, min(m.high, self.rng.gauss(*NORMAL.get(m.name, (m.low, 0))))), 3)
-                       for m in spec.metrics}
+            metrics = {m.name: self._reading(device, m.name, m.low, m.high) for m in spec.metrics}
             kind, body = Kind.telemetry, {"metrics": metrics}
         else:
             kind, body = Kind.event, self._event(device)
         return topic(device.community, device.device_type, device.code, kind), json.dumps(
             self._body(body), ensure_ascii=False).encode()
+
+    def _reading(self, device: SimDevice, metric: str, low: float, high: float) -> float:
+        """A smooth reading: drifts back towards the normal mean with small steps, as real sensors do."""
+        mean, spread = NORMAL.get(metric, (low, 0))
+        key = (device.code, metric)
+        previous = self.readings.get(key, mean)
+        value = mean + 0.9 * (previous - mean) + self.rng.gauss(0, spread * 0.1)
+        self.readings[key] = value
+        return round(max(low, min(high, value)), 3)
 
     def _event(self, device: SimDevice) -> dict[str, Any]:
         spec = DEVICE_TYPES[device.device_type]
@@ -179,16 +195,21 @@ class DeviceSimulator:
         """Publish until `duration` seconds have passed or stop() is called."""
         self._client = publisher(self.options.host, self.options.port)
         rng = self.generator.rng
-        alarmers = [d for d in self.fleet if d.device_type in ALARMS]
+        alarmers = [d for d in self.fleet[: len(self.fleet) - self.options.mute] if d.device_type in ALARMS]
         started = time.monotonic()
         next_alarm = started + self.options.alarm_every if self.options.alarm_every > 0 else float("inf")
         interval = 1.0 / self.options.rate
         due = started
+        live = self.fleet
         while not self._stop.is_set():
             now = time.monotonic()
             if duration is not None and now - started >= duration:
                 break
-            device = self.fleet[self.sent % len(self.fleet)]
+            if self.options.mute and live is self.fleet and now - started >= self.options.mute_after:
+                live = self.fleet[: max(1, len(self.fleet) - self.options.mute)]
+                log.info("simulator: %s device(s) fell silent: %s", len(self.fleet) - len(live),
+                         ", ".join(d.code for d in self.fleet[len(live):]))
+            device = live[self.sent % len(live)]
             if now >= next_alarm and alarmers:
                 name, payload = self.generator.alarm(rng.choice(alarmers))
                 next_alarm = now + self.options.alarm_every

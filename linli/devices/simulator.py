@@ -105,6 +105,7 @@ class Generator:
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     seq: int = 0
     readings: dict[tuple[str, str], float] = field(default_factory=dict)
+    batteries: dict[str, float] = field(default_factory=dict)
 
     def _body(self, extra: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
@@ -116,7 +117,7 @@ class Generator:
         r = self.rng.random()
         quiet = spec.record or spec.metrics or device.device_type in QUIET_EVENTS
         if r < 0.1 or not quiet:  # SOS buttons, fire hosts, cameras: only heartbeats until something happens
-            kind, body = Kind.heartbeat, {"battery": self.rng.randint(15, 100), "firmware": "1.2.0",
+            kind, body = Kind.heartbeat, {"battery": self._battery(device), "firmware": "1.2.0",
                                           "rssi": -self.rng.randint(40, 90)}
         elif spec.metrics:
             metrics = {m.name: self._reading(device, m.name, m.low, m.high) for m in spec.metrics}
@@ -125,6 +126,15 @@ class Generator:
             kind, body = Kind.event, self._event(device)
         return topic(device.community, device.device_type, device.code, kind), json.dumps(
             self._body(body), ensure_ascii=False).encode()
+
+    def _battery(self, device: SimDevice) -> int:
+        """A battery that drains slowly; about one device in forty starts nearly flat."""
+        level = self.batteries.get(device.code)
+        if level is None:
+            level = 18.0 if self.rng.random() < 0.025 else self.rng.uniform(40, 100)
+        level = max(0.0, level - 0.01)
+        self.batteries[device.code] = level
+        return int(level)
 
     def _reading(self, device: SimDevice, metric: str, low: float, high: float) -> float:
         """A smooth reading: drifts back towards the normal mean with small steps, as real sensors do."""

@@ -123,6 +123,11 @@ ZH: dict[str, str] = {
     "datahub_title": "数据推送状态", "no_endpoints": "还没有推送过（在 Prefect 里添加数据中台推送地址块）。",
     "dv_endpoint": "推送地址", "dv_delivered": "已送达", "dv_parked": "暂存", "dv_behind": "待推送",
     "dv_error": "最后错误", "dv_updated": "更新时间",
+    "cmd_title": "下发指令", "cmd_device": "设备", "cmd_pick": "选择设备", "cmd_command": "指令",
+    "cmd_text": "播报内容（云播）", "cmd_send": "发送", "cmd_waiting": "等待设备应答……",
+    "cmd_result": "结果：{status} {detail}", "cmd.read": "读取状态", "cmd.reset": "重启", "cmd.open_gate": "开闸/开门",
+    "cmd.broadcast": "云播喊话", "cmd.close_valve": "关闭燃气阀", "cmdstatus.acked": "已执行",
+    "cmdstatus.failed": "执行失败", "cmdstatus.timeout": "超时未应答", "cmdstatus.sent": "已发送",
 }
 
 EN: dict[str, str] = {
@@ -238,6 +243,12 @@ EN: dict[str, str] = {
     "no_endpoints": "Nothing pushed yet (add a data-hub endpoint block in Prefect).",
     "dv_endpoint": "Endpoint", "dv_delivered": "Delivered", "dv_parked": "Parked", "dv_behind": "Behind",
     "dv_error": "Last error", "dv_updated": "Updated",
+    "cmd_title": "Send a command", "cmd_device": "Device", "cmd_pick": "Pick a device", "cmd_command": "Command",
+    "cmd_text": "Text to speak (broadcast)", "cmd_send": "Send", "cmd_waiting": "Waiting for the device…",
+    "cmd_result": "Result: {status} {detail}", "cmd.read": "read state", "cmd.reset": "reset",
+    "cmd.open_gate": "open gate", "cmd.broadcast": "broadcast", "cmd.close_valve": "close gas valve",
+    "cmdstatus.acked": "done", "cmdstatus.failed": "failed", "cmdstatus.timeout": "no answer (timeout)",
+    "cmdstatus.sent": "sent",
 }
 
 TEXTS: dict[str, dict[str, str]] = {"zh": ZH, "en": EN}

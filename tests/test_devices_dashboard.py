@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from linli.devices.simulator import publisher
 from linli.devices.writer import BatchWriter, Incoming
-from linli.models import Alarm, AlarmStatus
-from linli.settings import Settings
+from linli.models import Alarm, AlarmStatus, DeviceCommand
+from linli.models.devices import CommandStatus
+from linli.settings import Settings, get_settings
 from tests.device_factories import devices, message
+from tests.mqtt_broker import mosquitto_path, run_broker
 
 PAGES = Path(__file__).resolve().parents[1] / "dashboards" / "pages"
 
@@ -70,3 +76,35 @@ def test_datahub_page_says_nothing_was_pushed_yet(settings: Settings) -> None:
     at = AppTest.from_file(str(PAGES / "datahub.py"), default_timeout=30).run()
     assert not at.exception, at.exception
     assert any("还没有推送过" in info.value for info in at.info)
+
+
+def test_a_command_from_the_devices_page_is_published_and_times_out_unanswered(
+        settings: Settings, engine: Engine, session: Session, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if mosquitto_path() is None:
+        pytest.skip("mosquitto is not installed")
+    devices(session, ("L-1", "loudspeaker"))
+    with run_broker(tmp_path) as broker:
+        monkeypatch.setenv("LINLI_MQTT__PORT", str(broker.port))
+        monkeypatch.setenv("LINLI_DEVICES__COMMAND_TIMEOUT_SECONDS", "1")
+        get_settings.cache_clear()
+        heard: list[bytes] = []
+        listener = publisher(broker.host, broker.port)
+        listener.on_message = lambda _c, _u, msg: heard.append(msg.payload)
+        listener.subscribe("linli/XFL/loudspeaker/L-1/cmd", qos=1)
+        time.sleep(0.3)
+        at = AppTest.from_file(str(PAGES / "devices.py"), default_timeout=30).run()
+        at.selectbox(key="cmd_device").set_value("L-1")
+        at.selectbox(key="cmd_command").set_value("broadcast")
+        at.text_input(key="cmd_text").set_value("请注意防汛")
+        at.text_input(key="cmd_who").set_value("staff:2")
+        at.button[0].click().run()
+        assert not at.exception, at.exception
+        time.sleep(0.3)
+        listener.disconnect()
+        listener.loop_stop()
+    assert any("超时未应答" in s.value for s in at.success)
+    assert heard and json.loads(heard[0])["args"] == {"text": "请注意防汛"}
+    row = session.execute(select(DeviceCommand)).scalar_one()
+    assert (row.status, row.requested_by) == (CommandStatus.timeout, "staff:2")
+    get_settings.cache_clear()

@@ -9,6 +9,7 @@ import streamlit as st
 from dashboards.texts import current_language, local_time, t
 from linli import db
 from linli.devices import views
+from linli.devices.registry import DEVICE_TYPES
 from linli.models import DeviceState
 
 REFRESH = timedelta(seconds=5)
@@ -54,3 +55,35 @@ def devices(state: str | None) -> None:
 
 
 devices(state)
+
+st.subheader(t("cmd_title", lang))
+with db.session_scope() as session:
+    choices = {r.code: r for r in views.device_rows(session=session)}
+# One form for every device: the commands of the types present; a command a device does not take is
+# refused with a clear message when sent.
+offered = sorted({c for r in choices.values() for c in DEVICE_TYPES[r.device_type].commands})
+with st.form("command"):
+    device = st.selectbox(t("cmd_device", lang), sorted(choices), index=None, key="cmd_device",
+                          placeholder=t("cmd_pick", lang))
+    command = st.selectbox(t("cmd_command", lang), offered,
+                           key="cmd_command", format_func=lambda c: t(f"cmd.{c}", lang))
+    text = st.text_input(t("cmd_text", lang), key="cmd_text")
+    who = st.text_input(t("alarm_who", lang), value="staff:", key="cmd_who")
+    if st.form_submit_button(t("cmd_send", lang)) and device:
+        from linli.devices import commands
+        from linli.errors import LinliError
+        from linli.settings import get_settings
+
+        settings = get_settings()
+        try:
+            with commands.MqttPublisher(settings.mqtt.host, settings.mqtt.port, username=settings.mqtt.username,
+                                        password=settings.mqtt.password.get_secret_value()) as publish, \
+                    db.session_scope() as session:
+                row = commands.send(session, publish, device_code=device, command=command,
+                                    args={"text": text} if text else {}, requested_by=who.strip() or "dashboard",
+                                    timeout_seconds=settings.devices.command_timeout_seconds)
+            with st.spinner(t("cmd_waiting", lang)):
+                row = commands.wait_for_answer(db.get_engine(), row.cmd_id)
+            st.success(t("cmd_result", lang, status=t(f"cmdstatus.{row.status}", lang), detail=row.result or ""))
+        except LinliError as err:
+            st.error(str(err))

@@ -37,6 +37,7 @@ class DeviceRow:
     state: str
     battery: int | None
     last_seen: datetime | None
+    device_type: str = ""
 
 
 def device_rows(*, session: Session, state: str | None = None, community_id: int | None = None,
@@ -54,7 +55,8 @@ def device_rows(*, session: Session, state: str | None = None, community_id: int
         spec = DEVICE_TYPES.get(device.device_type)
         rows.append(DeviceRow(device.id or 0, device.code, spec.name_zh if spec else device.device_type,
                               spec.name_en if spec else device.device_type, community, building or "",
-                              device.floor, str(device.state), device.battery, device.last_seen))
+                              device.floor, str(device.state), device.battery, device.last_seen,
+                              device.device_type))
     return rows
 
 

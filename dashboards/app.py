@@ -24,8 +24,14 @@ guarded = [
     (st.Page("pages/patrol.py", title=t("nav_patrol", lang), icon=":material/nightlight:"), "view_patrols"),
     (st.Page("pages/announcements.py", title=t("nav_announcements", lang), icon=":material/campaign:"),
      "view_announcements"),
+    (st.Page("pages/devices.py", title=t("nav_devices", lang), icon=":material/sensors:"), "view_devices"),
+    (st.Page("pages/alarms.py", title=t("nav_alarms", lang), icon=":material/notifications_active:"), "view_devices"),
+    (st.Page("pages/records.py", title=t("nav_records", lang), icon=":material/door_front:"), "view_records"),
+    (st.Page("pages/datahub.py", title=t("nav_datahub", lang), icon=":material/cloud_upload:"), "view_devices"),
 ]
-pages = [page for page, _action in guarded[:3]]  # open mode (no accounts yet): the pages from before accounts
+# Open mode (no accounts yet): the pages from before accounts existed.
+OPEN = {"view_overview", "view_processes", "view_devices", "view_records"}
+pages = [page for page, action in guarded if action in OPEN]
 if db.is_current(db.get_engine()) and accounts_exist():
     user = current_user()
     if user is None:

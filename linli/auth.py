@@ -40,6 +40,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "scan_patrol": frozenset({Role.admin, Role.manager, Role.staff}),
     "manage_users": frozenset({Role.admin}),
     "view_devices": frozenset({Role.admin, Role.manager, Role.staff}),
+    "view_records": frozenset({Role.admin, Role.manager, Role.staff}),  # access and vehicle records
     "view_processes": frozenset({Role.admin, Role.manager}),
 }
 

@@ -30,6 +30,7 @@ dev_app = typer.Typer(help="Tools for trying Linli locally.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 app.add_typer(case_app, name="case")
 app.add_typer(dev_app, name="dev")
+app.add_typer(__import__("linli.cli_devices", fromlist=["cli_devices"]).device_commands)  # ingest, simulate, devices
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")

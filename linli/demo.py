@@ -130,6 +130,7 @@ def start_stack(settings: Settings, group: ProcessGroup, *, with_dashboard: bool
     took = wait_http(f"{settings.prefect_api_url}/health", timeout=120, group=group, what="the Prefect server")
     announce(f"Prefect server up in {took:.1f} s")  # type: ignore[operator]
     group.start("flows", [sys.executable, "-m", "flows.serve"], env)
+    __import__("linli.demo_devices", fromlist=["start_devices"]).start_devices(settings, group, env, announce)
     if with_dashboard:
         group.start("dashboard", [sys.executable, "-m", "streamlit", "run", str(dashboard_script()),
                                   "--server.address", "127.0.0.1", "--server.port", str(settings.dashboard.port),

@@ -45,6 +45,17 @@ MESSAGES: dict[str, dict[str, str]] = {
                        "en": "Patrol check: {missed} missed, {late} late (new)"},
     "notice_published": {"zh": "公告已发布给 {recipients} 位居民：{counts}",
                          "en": "Announcement published to {recipients} residents: {counts}"},
+    "ingest_running": {"zh": "数据接入服务已启动：{host}:{port}（客户端 {client}），按 Ctrl-C 停止",
+                       "en": "Ingest running on {host}:{port} (client {client}); Ctrl-C stops it"},
+    "ingest_counters": {"zh": "已接收 {received}，已写入 {written}，重复 {duplicates}，死信 {dead_lettered}，"
+                              "告警 {alarms}，排队 {queued}，延迟 {lag_seconds} 秒",
+                        "en": "received {received}, written {written}, duplicates {duplicates}, "
+                              "dead-lettered {dead_lettered}, alarms {alarms}, queued {queued}, lag {lag_seconds} s"},
+    "devices_imported": {"zh": "已导入 {count} 台设备", "en": "Imported {count} devices"},
+    "simulating": {"zh": "模拟 {devices} 台设备，每秒 {rate} 条消息",
+                   "en": "Simulating {devices} devices at {rate} msg/s"},
+    "simulated": {"zh": "模拟结束：{seconds} 秒内发送 {sent} 条",
+                  "en": "Simulation done: {sent} messages in {seconds} s"},
 }
 
 

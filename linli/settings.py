@@ -138,6 +138,34 @@ class PeopleSettings(BaseModel):
         default=3, ge=2, description="Face failures at a gate within `face_failure_minutes` that trigger a notice.")
     face_failure_minutes: int = Field(default=5, ge=1, description="The window for counting face failures.")
     session_hours: int = Field(default=12, ge=1, description="How long a dashboard login lasts.")
+class DevicesSettings(BaseModel):
+    """Devices: the ingest service, alarms' fast path, polling and downlink commands."""
+
+    shared_group: str = Field(default="linli-ingest", description="MQTT 5 shared-subscription group of the "
+                              "ingest replicas ($share/<group>/…); empty: a plain subscription.")
+    batch_size: int = Field(default=2000, ge=1, le=50000, description="Most messages written per transaction.")
+    batch_wait_seconds: float = Field(default=0.05, ge=0, le=5, description="How long a batch waits to fill up.")
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024, description="Larger payloads are dead-lettered.")
+    status_port: int = Field(default=0, ge=0, le=65535, description="Serve ingest counters as JSON on "
+                             "127.0.0.1:<port>; 0: off.")
+    alarm_rules_block: str = Field(default="default", description="Name of the alarm-rules block ingest reads "
+                                   "(defaults from the registry when it does not exist).")
+    rules_refresh_seconds: float = Field(default=60, ge=5, description="How often ingest re-reads the rules block.")
+    command_timeout_seconds: float = Field(default=30, gt=0, description="A command without cmd_ack after this "
+                                           "long is marked timed out.")
+    low_battery_percent: int = Field(default=20, ge=1, le=100, description="Battery at or below this is low.")
+    offline_factor: float = Field(default=2, ge=1, description="Silent for this many heartbeat intervals: offline.")
+
+
+class DatahubSettings(BaseModel):
+    """Pushes of access and vehicle records (and alarms) to the city data hub."""
+
+    batch_size: int = Field(default=500, ge=1, le=10000, description="Most records per push request.")
+    max_attempts: int = Field(default=5, ge=1, description="Failed attempts of a batch before it is parked.")
+    backoff_seconds: float = Field(default=2, gt=0, description="First retry delay; doubles each attempt.")
+    timeout_seconds: float = Field(default=10, gt=0, description="Give up on one push request after this long.")
+    demo_receiver_port: int = Field(default=8766, ge=1, le=65535, description="Port of the demo's local "
+                                    "data-hub receiver (127.0.0.1).")
 
 
 class Settings(BaseSettings):
@@ -163,6 +191,8 @@ class Settings(BaseSettings):
     loop: LoopSettings = Field(default_factory=LoopSettings)
     dag: DagSettings = Field(default_factory=DagSettings)
     people: PeopleSettings = Field(default_factory=PeopleSettings)
+    devices: DevicesSettings = Field(default_factory=DevicesSettings)
+    datahub: DatahubSettings = Field(default_factory=DatahubSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

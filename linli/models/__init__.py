@@ -47,3 +47,26 @@ __all__ += [
     "PatrolCheckpoint", "PatrolIssue", "PatrolRoute", "PatrolScan", "RecordChange", "ResidentDetail",
     "ResidentTag", "Role", "Unit", "UserAccount", "Vehicle",
 ]
+from linli.models.devices import (  # noqa: E402  (appended by the devices issue)
+    AccessRecord,
+    Alarm,
+    AlarmSeverity,
+    AlarmStatus,
+    CommandStatus,
+    DeadLetter,
+    Device,
+    DeviceCommand,
+    DeviceEvent,
+    DeviceState,
+    EndpointCursor,
+    OutboxRecord,
+    ParkedRecord,
+    Telemetry,
+    VehicleRecord,
+)
+
+__all__ += [
+    "AccessRecord", "Alarm", "AlarmSeverity", "AlarmStatus", "CommandStatus", "DeadLetter", "Device",
+    "DeviceCommand", "DeviceEvent", "DeviceState", "EndpointCursor", "OutboxRecord", "ParkedRecord", "Telemetry",
+    "VehicleRecord",
+]

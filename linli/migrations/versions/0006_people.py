@@ -1,7 +1,7 @@
 """people registry, accounts, audit, announcements, patrols
 
 Revision ID: 0006_people
-Revises: 0002
+Revises: 0003_devices
 Create Date: 2026-11-25 17:32:57.334930
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 import linli.models.base
 
 revision: str = '0006_people'
-down_revision: str | None = '0002'
+down_revision: str | None = '0003_devices'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,47 @@
+"""Data-hub tasks: load the endpoint blocks, push each endpoint until it is caught up."""
+
+from __future__ import annotations
+
+import httpx
+from prefect import task
+from pydantic import BaseModel
+
+from blocks.datahub import DatahubEndpoint
+from linli.datahub import EndpointConfig, push_until_caught_up
+from linli.db import get_engine
+from linli.settings import get_settings
+
+
+class PushSummary(BaseModel):
+    """What pushing one endpoint did in one run."""
+
+    endpoint: str
+    sent: int
+    parked: int
+    failures: int
+    caught_up: bool
+    alerts: list[int] = []
+
+
+@task(name="load data-hub endpoints")
+async def load_endpoints(names: list[str] | None = None) -> list[EndpointConfig]:
+    """The endpoints saved as data-hub endpoint blocks (all of them, or those named)."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        documents = await client.read_block_documents_by_type(DatahubEndpoint.get_block_type_slug())
+    chosen = [d for d in documents if d.name and (names is None or d.name in names)]
+    return [DatahubEndpoint.model_validate(d.data).config(d.name) for d in chosen if d.name]  # type: ignore[arg-type]
+
+
+@task(name="push to data hub")
+async def push_endpoint(endpoint: EndpointConfig, deadline_seconds: float = 50) -> PushSummary:
+    """Push batch after batch (retrying with backoff, parking after N failures) until caught up or the deadline."""
+    settings = get_settings()
+    with httpx.Client() as client:
+        results = push_until_caught_up(get_engine(), endpoint, client=client, deadline_seconds=deadline_seconds,
+                                       templates_dir=settings.templates_dir)
+    alerts = [i for r in results for i in (r.alerts or [])]
+    return PushSummary(endpoint=endpoint.name, sent=sum(r.sent for r in results),
+                       parked=sum(r.parked for r in results), failures=sum(1 for r in results if r.failed),
+                       caught_up=bool(results and results[-1].caught_up), alerts=alerts)

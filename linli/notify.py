@@ -89,6 +89,16 @@ TARGET_MODELS: dict[str, tuple[type[SQLModel], bool]] = {
 }
 
 
+def _family_target() -> None:
+    """A resident's family contact ('family:ID') is a target too (the elderly-care watch tells them)."""
+    from linli.models.registry import FamilyContact
+
+    TARGET_MODELS["family"] = (FamilyContact, True)
+
+
+_family_target()
+
+
 # --- context for templates -------------------------------------------------------------------
 
 

@@ -224,7 +224,8 @@ def pending_changes(session: Session, user: CurrentUser) -> list[RecordChange]:
                              .order_by(col(RecordChange.id))).all())
 
 
-def deliver_queued(ids: list[int | None], *, settings: Settings) -> dict[str, int]:
+def deliver_queued(ids: list[int | None], *, settings: Settings,
+                   extra_urls: list[str] | None = None) -> dict[str, int]:
     """Deliver notifications queued (and committed) by a step through Apprise; counts by status."""
     from linli.db import session_scope
     from linli.notify import AppriseNotifier, deliver
@@ -235,7 +236,8 @@ def deliver_queued(ids: list[int | None], *, settings: Settings) -> dict[str, in
         return counts
     notifier = AppriseNotifier(timeout_seconds=settings.notify.timeout_seconds)
     with session_scope() as session:
-        for row in deliver(session, wanted, notifier=notifier, global_urls=settings.notify.urls):
+        urls = [*settings.notify.urls, *(extra_urls or [])]
+        for row in deliver(session, wanted, notifier=notifier, global_urls=urls):
             counts[str(row.status)] = counts.get(str(row.status), 0) + 1
     return counts
 

@@ -138,6 +138,16 @@ class PeopleSettings(BaseModel):
         default=3, ge=2, description="Face failures at a gate within `face_failure_minutes` that trigger a notice.")
     face_failure_minutes: int = Field(default=5, ge=1, description="The window for counting face failures.")
     session_hours: int = Field(default=12, ge=1, description="How long a dashboard login lasts.")
+    voice_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated Apprise URLs of a voice/SMS service: welfare checks also "
+        "ring the grid worker through them (residents without smartphones get a voice URL as contact_url).")
+
+    @field_validator("voice_urls", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 class DevicesSettings(BaseModel):
     """Devices: the ingest service, alarms' fast path, polling and downlink commands."""
 

@@ -22,11 +22,15 @@ __all__ = [
     "ResidentKind", "Staff", "StaffRole", "StreetOffice", "UTCDateTime", "Volunteer", "utcnow",
 ]
 from linli.models.registry import (  # noqa: E402  (the registry issue's tables)
+    AccessCredential,
+    AccessNotice,
     Announcement,
     AnnouncementDelivery,
     AuditEntry,
     ChangeStatus,
+    CredentialStatus,
     DutyShift,
+    FamilyContact,
     Household,
     LoginSession,
     PatrolCheckpoint,
@@ -40,12 +44,14 @@ from linli.models.registry import (  # noqa: E402  (the registry issue's tables)
     Unit,
     UserAccount,
     Vehicle,
+    WelfareCheck,
 )
 
 __all__ += [
     "Announcement", "AnnouncementDelivery", "AuditEntry", "ChangeStatus", "DutyShift", "Household", "LoginSession",
     "PatrolCheckpoint", "PatrolIssue", "PatrolRoute", "PatrolScan", "RecordChange", "ResidentDetail",
-    "ResidentTag", "Role", "Unit", "UserAccount", "Vehicle",
+    "ResidentTag", "Role", "Unit", "UserAccount", "Vehicle", "AccessCredential", "AccessNotice", "CredentialStatus",
+    "FamilyContact", "WelfareCheck",
 ]
 from linli.models.devices import (  # noqa: E402  (appended by the devices issue)
     AccessRecord,

@@ -48,7 +48,8 @@ class ResidentDetail(SQLModel, table=True):
     id_number: str = Field(default="", max_length=18, index=True, description="居民身份证号, masked wherever shown.")
     living_alone: bool = Field(default=False, index=True, description="独居: gets the elderly-care watch.")
     watch_hours: int = Field(default=24, ge=1, le=24 * 14, description="Silence that raises a welfare check.")
-    family_contact_url: str = Field(default="", max_length=500, description="Apprise URL of a family contact.")
+    door_device_id: int | None = Field(default=None, foreign_key="device.id",
+                                       description="The door magnet on the home's door (care watch).")
     anonymised_at: datetime | None = timestamp_field()
     updated_at: datetime = created_at_field()
 
@@ -233,3 +234,62 @@ class PatrolIssue(SQLModel, table=True):
     day: date
     kind: str = Field(max_length=10, description="missed or late.")
     alerted_at: datetime = created_at_field()
+
+
+class FamilyContact(SQLModel, table=True):
+    """A resident's family member to tell about welfare checks (notification target 'family:ID')."""
+
+    __tablename__ = "family_contact"
+    id: int | None = Field(default=None, primary_key=True)
+    resident_id: int = Field(foreign_key="resident.id", index=True)
+    name: str = Field(max_length=50)
+    relation: str = Field(default="", max_length=20)
+    contact_url: str = Field(default="", max_length=500, description="Apprise URL (SMS, voice, WeChat …).")
+
+
+class WelfareCheck(SQLModel, table=True):
+    """A welfare-check case opened by the elderly-care watch for a silent resident living alone."""
+
+    __tablename__ = "welfare_check"
+    id: int | None = Field(default=None, primary_key=True)
+    resident_id: int = Field(foreign_key="resident.id", index=True)
+    case_id: int = Field(foreign_key="case.id")
+    last_activity_at: datetime = created_at_field()
+    opened_at: datetime = created_at_field(index=True)
+
+
+class CredentialStatus(StrEnum):
+    """An access credential is active or voided (unused too long, lost, withdrawn)."""
+
+    active = "active"
+    void = "void"
+
+
+class AccessCredential(SQLModel, table=True):
+    """One way a resident opens the gates: the method and the credential's reference — never an image or template.
+
+    The face itself stays on the gate vendor's device; Linli keeps only the reference the gate
+    reports (e.g. its enrolment id), like a card number or a QR token.
+    """
+
+    __tablename__ = "access_credential"
+    __table_args__ = (UniqueConstraint("method", "reference"),)
+    id: int | None = Field(default=None, primary_key=True)
+    resident_id: int = Field(foreign_key="resident.id", index=True)
+    method: str = Field(max_length=20, description="face, card, qr, id_card, fingerprint, app.")
+    reference: str = Field(max_length=64, description="What the gate reports: card number, enrolment id, token.")
+    status: CredentialStatus = enum_field(CredentialStatus, CredentialStatus.active, index=True)
+    enrolled_at: datetime = created_at_field()
+    voided_at: datetime | None = timestamp_field()
+    void_reason: str = Field(default="", max_length=200)
+
+
+class AccessNotice(SQLModel, table=True):
+    """A notice sent about a resident's access (face fallback, face voided), so it is not repeated."""
+
+    __tablename__ = "access_notice"
+    id: int | None = Field(default=None, primary_key=True)
+    resident_id: int = Field(foreign_key="resident.id", index=True)
+    kind: str = Field(max_length=20, description="face_fallback or face_voided.")
+    device_id: int | None = Field(default=None, foreign_key="device.id")
+    at: datetime = created_at_field(index=True)

@@ -1,8 +1,8 @@
-"""people registry, accounts, audit, announcements, patrols
+"""people: registry, accounts, audit, announcements, patrols, access credentials, care watch
 
 Revision ID: 0006_people
 Revises: 0003_devices
-Create Date: 2026-11-25 17:32:57.334930
+Create Date: 2026-11-25 17:44:48.586734
 """
 from collections.abc import Sequence
 
@@ -164,6 +164,49 @@ def upgrade() -> None:
     with op.batch_alter_table('unit', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_unit_building_id'), ['building_id'], unique=False)
 
+    op.create_table('access_credential',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('method', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('status', sa.Enum('active', 'void', name='credentialstatus', native_enum=False, length=14), nullable=False),
+    sa.Column('enrolled_at', linli.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('voided_at', linli.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('void_reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.ForeignKeyConstraint(['resident_id'], ['resident.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('method', 'reference')
+    )
+    with op.batch_alter_table('access_credential', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_access_credential_resident_id'), ['resident_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_access_credential_status'), ['status'], unique=False)
+
+    op.create_table('access_notice',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=True),
+    sa.Column('at', linli.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['device_id'], ['device.id'], ),
+    sa.ForeignKeyConstraint(['resident_id'], ['resident.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('access_notice', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_access_notice_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_access_notice_resident_id'), ['resident_id'], unique=False)
+
+    op.create_table('family_contact',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+    sa.Column('relation', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('contact_url', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.ForeignKeyConstraint(['resident_id'], ['resident.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('family_contact', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_family_contact_resident_id'), ['resident_id'], unique=False)
+
     op.create_table('household',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
@@ -216,9 +259,10 @@ def upgrade() -> None:
     sa.Column('id_number', sqlmodel.sql.sqltypes.AutoString(length=18), nullable=False),
     sa.Column('living_alone', sa.Boolean(), nullable=False),
     sa.Column('watch_hours', sa.Integer(), nullable=False),
-    sa.Column('family_contact_url', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('door_device_id', sa.Integer(), nullable=True),
     sa.Column('anonymised_at', linli.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('updated_at', linli.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['door_device_id'], ['device.id'], ),
     sa.ForeignKeyConstraint(['household_id'], ['household.id'], ),
     sa.ForeignKeyConstraint(['resident_id'], ['resident.id'], ),
     sa.PrimaryKeyConstraint('resident_id')
@@ -241,6 +285,20 @@ def upgrade() -> None:
     with op.batch_alter_table('vehicle', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vehicle_household_id'), ['household_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_vehicle_plate'), ['plate'], unique=True)
+
+    op.create_table('welfare_check',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('last_activity_at', linli.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('opened_at', linli.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['case.id'], ),
+    sa.ForeignKeyConstraint(['resident_id'], ['resident.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('welfare_check', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_welfare_check_opened_at'), ['opened_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_welfare_check_resident_id'), ['resident_id'], unique=False)
 
     op.create_table('announcement_delivery',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -267,6 +325,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_announcement_delivery_announcement_id'))
 
     op.drop_table('announcement_delivery')
+    with op.batch_alter_table('welfare_check', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_welfare_check_resident_id'))
+        batch_op.drop_index(batch_op.f('ix_welfare_check_opened_at'))
+
+    op.drop_table('welfare_check')
     with op.batch_alter_table('vehicle', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_vehicle_plate'))
         batch_op.drop_index(batch_op.f('ix_vehicle_household_id'))
@@ -293,6 +356,20 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_household_building_id'))
 
     op.drop_table('household')
+    with op.batch_alter_table('family_contact', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_family_contact_resident_id'))
+
+    op.drop_table('family_contact')
+    with op.batch_alter_table('access_notice', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_access_notice_resident_id'))
+        batch_op.drop_index(batch_op.f('ix_access_notice_at'))
+
+    op.drop_table('access_notice')
+    with op.batch_alter_table('access_credential', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_access_credential_status'))
+        batch_op.drop_index(batch_op.f('ix_access_credential_resident_id'))
+
+    op.drop_table('access_credential')
     with op.batch_alter_table('unit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_unit_building_id'))
 

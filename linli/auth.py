@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from linli.errors import AccessDenied, ValidationError
-from linli.models import Grid, utcnow
+from linli.models import Grid, Staff, utcnow
 from linli.models.registry import LoginSession, Role, UserAccount
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -91,6 +91,8 @@ def create_user(session: Session, username: str, password: str, role: Role | str
         raise ValidationError(f"unknown role {role!r}", field="role", hint="use: " + ", ".join(Role))
     if Role(role) == Role.grid_worker and staff_id is None:
         raise ValidationError("a grid worker account needs --staff (the grid worker's staff id)", field="staff_id")
+    if staff_id is not None and session.get(Staff, staff_id) is None:
+        raise ValidationError(f"no staff member {staff_id}", field="staff_id", hint="give an existing staff id")
     if session.exec(select(UserAccount).where(UserAccount.username == username)).first():
         raise ValidationError(f"user {username!r} exists", field="username")
     user = UserAccount(username=username, password_hash=hash_password(password), role=Role(role), staff_id=staff_id)

@@ -22,6 +22,10 @@ import_app = typer.Typer(help="Import the registry from CSV (residents, househol
 user_app = typer.Typer(help="Dashboard accounts and roles.", no_args_is_help=True)
 patrol_app = typer.Typer(help="Patrol rounds: routes, scans, the check, findings.", no_args_is_help=True)
 notice_app = typer.Typer(help="Community announcements (社区公告).", no_args_is_help=True)
+access_app = typer.Typer(help="Access credentials: several methods per resident, only references stored.",
+                         no_args_is_help=True)
+care_app = typer.Typer(help="Elderly-care watch (居家养老): who is watched, and one run of the watch.",
+                       no_args_is_help=True)
 CLI_USER = CurrentUser(id=0, username="cli", role=Role.admin, staff_id=None)
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Check every row, write nothing.")]
 CsvFile = Annotated[Path, typer.Argument(help="A UTF-8 CSV file with a header row.")]
@@ -180,4 +184,82 @@ def notice_publish(
     _run(work)
 
 
-PEOPLE_APPS = [(import_app, "import"), (user_app, "user"), (patrol_app, "patrol"), (notice_app, "notice")]
+@access_app.command("enrol")
+def access_enrol(resident: int, method: str, reference: str) -> None:
+    """Give a resident a credential: METHOD (face, card, qr, id_card, fingerprint, app) and the gate's REFERENCE."""
+
+    def work(settings: Settings) -> None:
+        from linli import db
+        from linli.access import enrol
+
+        with db.session_scope() as session:
+            enrol(session, resident, method, reference)
+        _print(t("credential_enrolled", str(settings.language), method=method, resident=resident))
+
+    _run(work)
+
+
+@care_app.command("watch")
+def care_watch(
+    resident: int,
+    hours: Annotated[int, typer.Option(help="Silence (hours) before a welfare check.")] = 24,
+    door: Annotated[str, typer.Option(help="Code of the door magnet on the home's door.")] = "",
+    family_name: Annotated[str, typer.Option(help="A family contact's name.")] = "",
+    family_url: Annotated[str, typer.Option(help="The family contact's Apprise URL (SMS, voice …).")] = "",
+) -> None:
+    """Mark a resident as living alone and watched (optionally with their door magnet and a family contact)."""
+
+    def work(settings: Settings) -> None:
+        from sqlmodel import select
+
+        from linli import db
+        from linli.errors import NotFound, ValidationError
+        from linli.models import Device, Resident
+        from linli.models.registry import FamilyContact, ResidentDetail
+        from linli.people import audit
+
+        if not 1 <= hours <= 24 * 14:
+            raise ValidationError("hours must be 1–336", field="hours")
+        with db.session_scope() as session:
+            if session.get(Resident, resident) is None:
+                raise NotFound(f"no resident {resident}")
+            detail = session.get(ResidentDetail, resident) or ResidentDetail(resident_id=resident)
+            detail.living_alone, detail.watch_hours = True, hours
+            if door:
+                device = session.exec(select(Device).where(Device.code == door)).first()
+                if device is None:
+                    raise NotFound(f"no device {door!r}", hint="see `linli devices list`")
+                detail.door_device_id = device.id
+            session.add(detail)
+            if family_url:
+                session.add(FamilyContact(resident_id=resident, name=family_name or "家属", contact_url=family_url))
+            audit(session, actor=CLI_USER.actor, action="change", entity="resident", entity_id=resident,
+                  detail="living_alone,watch_hours" + (",door" if door else "") + (",family" if family_url else ""))
+        _print(t("care_watching", str(settings.language), resident=resident, hours=hours))
+
+    _run(work)
+
+
+@care_app.command("check")
+def care_check() -> None:
+    """Run the watch once (the care-watch DAG does this every 30 minutes)."""
+
+    def work(settings: Settings) -> None:
+        from linli import db
+        from linli.care import find_silent, open_welfare_checks
+        from linli.loop import LoopConfig
+        from linli.models import utcnow
+        from linli.people import deliver_queued
+
+        with db.session_scope() as session:
+            silent = find_silent(session, now=utcnow(), default_hours=settings.people.care_watch_hours)
+            outcome = open_welfare_checks(session, silent, config=LoopConfig.from_settings(settings))
+        deliver_queued(outcome.notifications, settings=settings)
+        deliver_queued(outcome.voice, settings=settings, extra_urls=settings.people.voice_urls)
+        _print(t("care_checked", str(settings.language), cases=", ".join(outcome.cases) or "—"))
+
+    _run(work)
+
+
+PEOPLE_APPS = [(import_app, "import"), (user_app, "user"), (patrol_app, "patrol"), (notice_app, "notice"),
+               (access_app, "access"), (care_app, "care")]

@@ -45,6 +45,12 @@ MESSAGES: dict[str, dict[str, str]] = {
                        "en": "Patrol check: {missed} missed, {late} late (new)"},
     "notice_published": {"zh": "公告已发布给 {recipients} 位居民：{counts}",
                          "en": "Announcement published to {recipients} residents: {counts}"},
+    "credential_enrolled": {"zh": "已为居民 {resident} 登记门禁方式：{method}（只保存凭证编号）",
+                            "en": "Resident {resident} now has access method {method} (only its reference is kept)"},
+    "care_watching": {"zh": "居民 {resident} 已纳入居家养老关爱：{hours} 小时无活动即提醒网格员上门",
+                      "en": "Resident {resident} is watched: {hours} hours without activity brings a welfare check"},
+    "care_checked": {"zh": "居家养老巡查完成，新开探访工单：{cases}",
+                     "en": "Care watch done; welfare checks opened: {cases}"},
     "ingest_running": {"zh": "数据接入服务已启动：{host}:{port}（客户端 {client}），按 Ctrl-C 停止",
                        "en": "Ingest running on {host}:{port} (client {client}); Ctrl-C stops it"},
     "ingest_counters": {"zh": "已接收 {received}，已写入 {written}，重复 {duplicates}，死信 {dead_lettered}，"

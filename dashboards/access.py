@@ -84,3 +84,10 @@ def page_user(action: str, lang: str) -> auth.CurrentUser:
         st.error(t("role_denied", lang, role=t(f"role.{user.role}", lang)))
         st.stop()
     return user  # type: ignore[return-value]
+
+
+def page_guard(action: str, lang: str) -> auth.CurrentUser | None:
+    """For pages that also run open (no accounts yet): None in open mode, else as `page_user`."""
+    if not accounts_exist():
+        return None
+    return page_user(action, lang)

@@ -208,6 +208,7 @@ ZH: dict[str, str] = {
     "col_audience": "对象",
     "col_delivery": "送达情况",
     "col_published": "发布时间",
+    "ann_broadcast": "同时用云播音柱播报",
     # devices (issue 5)
     "nav_devices": "设备", "nav_alarms": "告警", "nav_records": "通行记录", "nav_datahub": "数据推送",
     "devices_title": "设备状态", "dev_online": "在线", "dev_offline": "离线", "dev_maintenance": "维护中",
@@ -430,6 +431,7 @@ EN: dict[str, str] = {
     "col_audience": "Audience",
     "col_delivery": "Delivery",
     "col_published": "Published",
+    "ann_broadcast": "Also read out on the loudspeakers",
     # devices (issue 5)
     "nav_devices": "Devices", "nav_alarms": "Alarms", "nav_records": "Access records", "nav_datahub": "Data hub",
     "devices_title": "Devices", "dev_online": "Online", "dev_offline": "Offline", "dev_maintenance": "Maintenance",

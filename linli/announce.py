@@ -14,8 +14,10 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from linli.auth import CurrentUser, require
+from linli.devices import commands
+from linli.devices.commands import Publish
 from linli.errors import NotFound, ValidationError
-from linli.models import Building, Community, Notification, Resident
+from linli.models import Building, Community, Device, Notification, Resident
 from linli.models.registry import Announcement, AnnouncementDelivery, Household, ResidentDetail, Vehicle
 from linli.notify import queue, recipient_context
 from linli.people import audit
@@ -108,3 +110,19 @@ def deliveries(session: Session, *, community_id: int | None = None, limit: int 
         out.append(DeliverySummary(id=a.id, title=a.title, audience=a.audience,  # type: ignore[arg-type]
                                    created_at=a.created_at.isoformat(), by_status={str(s): n for s, n in counts}))
     return out
+
+
+def broadcast(session: Session, publish: Publish, announcement_id: int, *, requested_by: str) -> list[str]:
+    """Read the announcement out on the loudspeakers (云播音) of its community or building; command ids sent."""
+    row = session.get(Announcement, announcement_id)
+    if row is None:
+        raise NotFound(f"no announcement {announcement_id}")
+    query = select(Device).where(Device.device_type == "loudspeaker", Device.community_id == row.community_id)
+    if row.building_id is not None:
+        query = query.where(Device.building_id == row.building_id)
+    sent = []
+    for device in session.exec(query.order_by(col(Device.id))).all():
+        command = commands.send(session, publish, device_code=device.code, command="broadcast",
+                                args={"text": f"{row.title}。{row.body}"}, requested_by=requested_by)
+        sent.append(command.cmd_id)
+    return sent

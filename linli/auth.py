@@ -27,7 +27,8 @@ _DUMMY_HASH = ""
 
 # Who may do what: actions are rows, roles the columns (rules as a table, not if/elif).
 PERMISSIONS: dict[str, frozenset[Role]] = {
-    "view_overview": frozenset(Role),
+    # Street-wide case figures and lists: not for grid workers, who see only their own grids.
+    "view_overview": frozenset({Role.admin, Role.manager, Role.staff, Role.viewer}),
     "view_residents": frozenset({Role.admin, Role.manager, Role.staff, Role.grid_worker}),
     "edit_residents": frozenset({Role.admin, Role.manager, Role.grid_worker}),
     "review_changes": frozenset({Role.admin, Role.manager, Role.staff}),

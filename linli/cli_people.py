@@ -166,6 +166,7 @@ def notice_publish(
     community: Annotated[str, typer.Option(help="Community code, e.g. XFL.")],
     building: Annotated[str, typer.Option(help="Only this building.")] = "",
     audience: Annotated[str, typer.Option(help="all, living_alone or vehicle_owners.")] = "all",
+    speakers: Annotated[bool, typer.Option("--broadcast", help="Also read it out on the loudspeakers.")] = False,
 ) -> None:
     """Publish an announcement and deliver it to each recipient through their own channel."""
 
@@ -176,9 +177,18 @@ def notice_publish(
 
         with db.session_scope() as session:
             published = publish(session, CLI_USER, title=title, body=text, community=community, building=building,
-                                audience=audience, language=str(settings.language),
+                                audience=audience, broadcast=speakers, language=str(settings.language),
                                 templates_dir=settings.templates_dir)
         counts = deliver_queued(published.notifications, settings=settings)
+        if speakers:
+            from linli.announce import broadcast
+            from linli.devices.commands import MqttPublisher
+
+            mqtt = settings.mqtt
+            with MqttPublisher(mqtt.host, mqtt.port, username=mqtt.username,
+                               password=mqtt.password.get_secret_value()) as send, db.session_scope() as session:
+                counts["loudspeakers"] = len(broadcast(session, send, published.announcement_id,
+                                                       requested_by=CLI_USER.actor))
         _print(t("notice_published", str(settings.language), recipients=published.recipients, counts=counts))
 
     _run(work)

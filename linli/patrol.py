@@ -1,7 +1,8 @@
 """Patrol rounds (巡更巡检): routes of ordered checkpoints with local time windows, scans, and the daily check.
 
-A checkpoint is due between `window_start` and `window_end` (local time). Once `window_end` plus
-its grace has passed, a scan inside the window is on time, one within the grace is late, none is
+Scans come from the API/CLI (`scan`) or as `checkin` events of a patrol-checkpoint device whose code
+is the checkpoint's code. A checkpoint is due between `window_start` and `window_end` (local time).
+Once `window_end` plus its grace has passed, a scan inside the window is on time, one within the grace is late, none is
 missed. Each late or missed checkpoint is recorded once per day and the route's security lead
 (or the on-duty security team) is told. Findings on a round become cases with photos.
 """
@@ -19,7 +20,7 @@ from sqlmodel import Session, col, select
 from linli.errors import NotFound, ValidationError
 from linli.loop import LoopConfig, StepResult
 from linli.loop.intake import ReportIn, file_report
-from linli.models import CaseSource, Community, utcnow
+from linli.models import CaseSource, Community, Device, DeviceEvent, utcnow
 from linli.models.registry import PatrolCheckpoint, PatrolIssue, PatrolRoute, PatrolScan
 from linli.notify import queue, recipient_context
 from linli.registry import on_duty
@@ -133,6 +134,16 @@ def rounds_on(session: Session, *, now: datetime, tz: str, community_id: int | N
                                                    col(PatrolScan.at) <= now)
                           .order_by(col(PatrolScan.at))).all():
         scans.setdefault(s.checkpoint_id, []).append(s.at)
+    # Check-ins from patrol-checkpoint devices (devices issue): the device's code is the checkpoint's code.
+    by_code = {cp.code: cp.id for cp, _ in rows}
+    checkins = select(Device.code, DeviceEvent.ts).join(Device, col(Device.id) == DeviceEvent.device_id)
+    for code, at in session.exec(checkins
+                                 .where(col(Device.code).in_(list(by_code) or [""]), DeviceEvent.event == "checkin",
+                                        col(DeviceEvent.ts) >= day_start, col(DeviceEvent.ts) <= now,
+                                        col(DeviceEvent.ts) < day_start + timedelta(days=1))).all():
+        scans.setdefault(by_code[code], []).append(at)  # type: ignore[arg-type]
+    for times in scans.values():
+        times.sort()
     out = []
     for cp, route in rows:
         status, at = _status(cp, scans.get(cp.id, []), day, now, zone)  # type: ignore[arg-type]

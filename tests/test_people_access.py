@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -271,3 +272,58 @@ def test_the_access_fallback_dag_notices_the_haircut_case(
     assert asyncio.run(run_dag(dag="access-fallback")) == {"face_failures": "completed"}
     messages = receiver.wait_for(lambda m: "刷脸" in m["json"]["title"], count=2, timeout=20)
     assert len(messages) == 2  # the resident and the property desk
+
+
+# --- patrol check-ins from devices, announcements on the loudspeakers ------------------------------
+
+
+def test_a_checkpoint_devices_checkin_counts_as_a_scan(engine: Engine, session: Session, settings: Settings) -> None:
+    from linli.patrol import CheckpointIn, create_route, rounds_on
+
+    devices(session, ("CP-GATE", "patrol_checkpoint"), ("CP-PUMP", "patrol_checkpoint"))
+    create_route(session, code="R1", name="夜巡", community="XFL", lead_staff_id=None,
+                 checkpoints=[CheckpointIn("CP-GATE", "东门", "00:00", "23:59", 0),
+                              CheckpointIn("CP-PUMP", "水泵房", "00:00", "23:59", 0)])
+    session.commit()
+    now = utcnow()
+    writer = BatchWriter(engine)
+    assert writer.write([Incoming(*message("event", "patrol_checkpoint", "CP-GATE", {
+        "id": uuid.uuid4().hex, "event": "checkin", "ts": (now - timedelta(seconds=5)).timestamp()}))]).written == 1
+    status = {r.code: r.status for r in rounds_on(session, now=now, tz=settings.timezone)}
+    assert status == {"CP-GATE": "ok", "CP-PUMP": "pending"}
+
+
+def test_an_announcement_is_read_out_on_the_loudspeakers(engine: Engine, session: Session, settings: Settings,
+                                                         tmp_path: Path) -> None:
+    import json
+    import time
+
+    from linli.announce import broadcast, publish
+    from linli.auth import CurrentUser
+    from linli.devices.commands import MqttPublisher
+    from linli.devices.simulator import publisher
+    from linli.models.registry import Role
+    from tests.mqtt_broker import mosquitto_path, run_broker
+
+    if mosquitto_path() is None:
+        pytest.skip("mosquitto is not installed")
+    devices(session, ("L-1", "loudspeaker"))
+    manager = CurrentUser(id=0, username="mgr", role=Role.manager, staff_id=None)
+    published = publish(session, manager, title="防汛通知", body="今晚有暴雨，请收好阳台物品。", community="XFL",
+                        language="zh", templates_dir=settings.templates_dir)
+    session.commit()
+    with run_broker(tmp_path) as broker:
+        heard: list[bytes] = []
+        listener = publisher(broker.host, broker.port)
+        listener.on_message = lambda _c, _u, msg: heard.append(msg.payload)
+        listener.subscribe("linli/XFL/loudspeaker/L-1/cmd", qos=1)
+        time.sleep(0.3)
+        with MqttPublisher(broker.host, broker.port) as send:
+            sent = broadcast(session, send, published.announcement_id, requested_by=manager.actor)
+        deadline = time.monotonic() + 5
+        while not heard and time.monotonic() < deadline:
+            time.sleep(0.05)
+        listener.disconnect()
+        listener.loop_stop()
+    assert len(sent) == 1
+    assert json.loads(heard[0])["args"]["text"].startswith("防汛通知")

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import streamlit as st
 
+from dashboards.access import page_guard
 from dashboards.texts import current_language, local_time, t
 from linli import db
 from linli.devices import alarms as alarm_steps
@@ -18,6 +19,7 @@ REFRESH = timedelta(seconds=5)
 lang = current_language()
 tz = get_settings().timezone
 st.title(t("alarms_title", lang))
+page_guard("view_devices", lang)  # roles, once accounts exist
 if not db.is_current(db.get_engine()):
     st.warning(t("db_missing", lang))
     st.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboards.access import page_guard
 from dashboards.texts import current_language, local_time, t
 from linli import datahub, db
 from linli.settings import get_settings
@@ -11,6 +12,7 @@ from linli.settings import get_settings
 lang = current_language()
 tz = get_settings().timezone
 st.title(t("datahub_title", lang))
+page_guard("view_devices", lang)  # roles, once accounts exist
 if not db.is_current(db.get_engine()):
     st.warning(t("db_missing", lang))
     st.stop()

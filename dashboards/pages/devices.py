@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import streamlit as st
 
+from dashboards.access import page_guard
 from dashboards.texts import current_language, local_time, t
 from linli import db
 from linli.devices import views
@@ -15,6 +16,7 @@ from linli.models import DeviceState
 REFRESH = timedelta(seconds=5)
 lang = current_language()
 st.title(t("devices_title", lang))
+page_guard("view_devices", lang)  # roles, once accounts exist
 if not db.is_current(db.get_engine()):
     st.warning(t("db_missing", lang))
     st.stop()

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import streamlit as st
 
+from dashboards.access import page_guard
 from dashboards.texts import current_language, duration, local_time, t
 from linli import prefect_api
 from linli.errors import DeliveryError
@@ -21,6 +22,7 @@ lang = current_language()
 settings = get_settings()
 api_url = settings.prefect_api_url
 st.title(t("flows_title", lang))
+page_guard("view_processes", lang)  # roles, once accounts exist
 st.link_button(t("open_prefect", lang), api_url.removesuffix("/").removesuffix("/api"))
 
 

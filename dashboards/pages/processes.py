@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 from pydantic import ValidationError as PydanticValidationError
 
+from dashboards.access import page_guard
 from dashboards.texts import current_language, duration, local_time, t
 from linli import prefect_api
 from linli.dag import graph
@@ -22,6 +23,7 @@ lang = current_language()
 settings = get_settings()
 api_url = settings.prefect_api_url
 st.title(t("processes_title", lang))
+page_guard("view_processes", lang)  # roles, once accounts exist
 st.caption(t("processes_help", lang))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboards.access import page_guard
 from dashboards.texts import current_language, local_time, t
 from linli import db
 from linli.devices import views
@@ -12,6 +13,7 @@ from linli.settings import get_settings
 lang = current_language()
 tz = get_settings().timezone
 st.title(t("records_title", lang))
+page_guard("view_records", lang)  # roles, once accounts exist
 st.caption(t("records_privacy", lang))
 if not db.is_current(db.get_engine()):
     st.warning(t("db_missing", lang))

@@ -258,6 +258,15 @@ def on_duty(session: Session, *, team: str, at: datetime | None = None) -> list[
                              .order_by(col(Staff.id))).all())
 
 
+def rostered_ids(session: Session, *, team: str, at: datetime | None = None) -> set[int] | None:
+    """Ids of `team`'s staff on the roster at `at`; None when the team keeps no roster (use the on-duty flag)."""
+    at = at or utcnow()
+    if session.exec(select(DutyShift.id).where(DutyShift.team == team).limit(1)).first() is None:
+        return None
+    return set(session.exec(select(DutyShift.staff_id).where(
+        DutyShift.team == team, col(DutyShift.starts_at) <= at, col(DutyShift.ends_at) > at)).all())
+
+
 def add_shifts(session: Session, shifts: Iterable[tuple[int, str, datetime, datetime]]) -> int:
     """Add roster shifts (staff id, team, start, end); an end not after its start is refused."""
     count = 0

@@ -427,3 +427,22 @@ def test_the_migration_builds_the_registry_tables(engine: Engine) -> None:
 
 def test_the_example_files_are_what_the_readme_promises() -> None:
     assert Path(EXAMPLES / "residents.csv").read_text(encoding="utf-8").startswith("name,phone,id_number")
+
+
+def test_dispatch_follows_the_duty_roster_when_the_team_keeps_one(session: Session) -> None:
+    from linli.loop.assess import assess, receive
+    from linli.loop.dispatch import dispatch
+
+    seeded(session)
+    case = a_case(session, text="楼上噪音扰民，邻里纠纷", category="neighbour_dispute")
+    team = session.exec(select(Staff).where(Staff.team == "community", Staff.community_id == case.community_id,
+                                            Staff.role == StaffRole.community_worker).order_by(Staff.id)).all()
+    assert len(team) == 2
+    now = utcnow()
+    add_shifts(session, [(team[1].id, "community", now - timedelta(hours=1), now + timedelta(hours=7)),  # type: ignore[list-item]
+                         (team[0].id, "community", now + timedelta(hours=7), now + timedelta(hours=15))])  # type: ignore[list-item]
+    session.commit()
+    for step in (receive, assess, dispatch):
+        step(session, case.id, config=CONFIG)  # type: ignore[arg-type]
+    session.commit()
+    assert case.assignee_id == team[1].id  # the one on shift now, though the other comes first otherwise

@@ -40,6 +40,7 @@ from linli.models import (
     StaffRole,
     utcnow,
 )
+from linli.registry import rostered_ids
 from linli.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def responders(session: Session, device: Device) -> list[Staff]:
     found += session.exec(select(Staff).where(Staff.community_id == device.community_id, Staff.team == RESPONDER_TEAM,
                                               Staff.on_duty == True, Staff.level == 0)  # noqa: E712
                           .order_by(Staff.id)).all()
+    rostered = rostered_ids(session, team=RESPONDER_TEAM)  # the duty roster, when the team keeps one
+    if rostered is not None:
+        found = [s for s in found if s.team != RESPONDER_TEAM or s.id in rostered]
     if not found:
         found = list(session.exec(select(Staff).where(Staff.community_id == device.community_id,
                                                       Staff.role == StaffRole.team_lead).order_by(Staff.id)).all())

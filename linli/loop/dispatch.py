@@ -7,6 +7,7 @@ from sqlmodel import Session, col, select
 
 from linli.loop.common import LoopConfig, StepResult, category_of, lock_case, queue_notice
 from linli.models import Assignment, Case, CaseStatus, Feedback, Staff, StaffRole, utcnow
+from linli.registry import rostered_ids
 from linli.statemachine import record, transition
 
 
@@ -29,6 +30,9 @@ def choose_assignee(session: Session, case: Case, team: str) -> Staff | None:
         select(Staff).where(Staff.team == team, Staff.on_duty == True, Staff.level == 0,  # noqa: E712
                             Staff.community_id == case.community_id).order_by(Staff.id)
     ).all()
+    rostered = rostered_ids(session, team=team)  # the duty roster, when the team keeps one
+    if rostered is not None:
+        candidates = [s for s in candidates if s.id in rostered]
     if not candidates:
         return None
     load = open_load(session, [s.id for s in candidates if s.id is not None])

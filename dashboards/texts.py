@@ -209,6 +209,10 @@ ZH: dict[str, str] = {
     "col_delivery": "送达情况",
     "col_published": "发布时间",
     "ann_broadcast": "同时用云播音柱播报",
+    "behalf_title": "代居民上报（老人不会用手机时）",
+    "behalf_text": "问题描述（居民的原话）",
+    "behalf_submit": "代为上报",
+    "behalf_filed": "已受理，案件编号 {number}；居民会收到回执，办结后可评价。",
     # devices (issue 5)
     "nav_devices": "设备", "nav_alarms": "告警", "nav_records": "通行记录", "nav_datahub": "数据推送",
     "devices_title": "设备状态", "dev_online": "在线", "dev_offline": "离线", "dev_maintenance": "维护中",
@@ -432,6 +436,10 @@ EN: dict[str, str] = {
     "col_delivery": "Delivery",
     "col_published": "Published",
     "ann_broadcast": "Also read out on the loudspeakers",
+    "behalf_title": "Report for the resident (when they do not use a phone)",
+    "behalf_text": "What is wrong (in the resident's words)",
+    "behalf_submit": "Report for them",
+    "behalf_filed": "Filed as case {number}; the resident gets a receipt and rates it when done.",
     # devices (issue 5)
     "nav_devices": "Devices", "nav_alarms": "Alarms", "nav_records": "Access records", "nav_datahub": "Data hub",
     "devices_title": "Devices", "dev_online": "Online", "dev_offline": "Offline", "dev_maintenance": "Maintenance",

@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "view_overview": frozenset({Role.admin, Role.manager, Role.staff, Role.viewer}),
     "view_residents": frozenset({Role.admin, Role.manager, Role.staff, Role.grid_worker}),
     "edit_residents": frozenset({Role.admin, Role.manager, Role.grid_worker}),
+    "file_on_behalf": frozenset({Role.admin, Role.manager, Role.staff, Role.grid_worker}),
     "review_changes": frozenset({Role.admin, Role.manager, Role.staff}),
     "reveal": frozenset({Role.admin, Role.manager}),
     "export": frozenset({Role.admin, Role.manager, Role.staff}),

@@ -224,6 +224,24 @@ def pending_changes(session: Session, user: CurrentUser) -> list[RecordChange]:
                              .order_by(col(RecordChange.id))).all())
 
 
+def file_on_behalf(session: Session, user: CurrentUser, resident_id: int, description: str, *,
+                   category: str | None, config: Any) -> str:
+    """A grid worker or staff member files a report for a resident (who then follows it and rates it); audited."""
+    from linli.loop.intake import ReportIn, file_report
+    from linli.models import Building, CaseSource
+
+    require(user, "file_on_behalf")
+    resident, _detail = _resident_in_scope(session, user, resident_id)
+    building = session.get(Building, resident.building_id) if resident.building_id else None
+    source = CaseSource.grid_worker if user.role == "grid_worker" else CaseSource.hotline
+    result = file_report(session, ReportIn(description=description, category=category or None,
+                                           building=building.code if building else None,
+                                           reporter_id=resident_id, source=source), config=config)
+    audit(session, actor=user.actor, action="file_on_behalf", entity="case", entity_id=result.case_number,
+          detail=f"resident {resident_id}")
+    return result.case_number
+
+
 def deliver_queued(ids: list[int | None], *, settings: Settings,
                    extra_urls: list[str] | None = None) -> dict[str, int]:
     """Deliver notifications queued (and committed) by a step through Apprise; counts by status."""

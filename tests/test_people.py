@@ -446,3 +446,18 @@ def test_dispatch_follows_the_duty_roster_when_the_team_keeps_one(session: Sessi
         step(session, case.id, config=CONFIG)  # type: ignore[arg-type]
     session.commit()
     assert case.assignee_id == team[1].id  # the one on shift now, though the other comes first otherwise
+
+
+def test_a_grid_worker_files_for_a_resident_in_their_grid_only(session: Session) -> None:
+    imported(session)
+    worker = user(session, Role.grid_worker, staff_id=grid_worker_of(session, "XFL-G1"), name="gw1")
+    zhang = session.exec(select(Resident).where(Resident.name == "张桂兰")).one()
+    number = people.file_on_behalf(session, worker, zhang.id, "家里水管漏水，老人不会用手机", category=None,  # type: ignore[arg-type]
+                                   config=CONFIG)
+    session.commit()
+    case = session.exec(select(Case).where(Case.number == number)).one()
+    assert case.reporter_id == zhang.id and case.source == "grid_worker"  # she follows and rates it herself
+    other = session.exec(select(Resident).where(Resident.name == "赵德顺")).one()
+    with pytest.raises(NotFound):
+        people.file_on_behalf(session, worker, other.id, "楼道灯坏了", category=None, config=CONFIG)  # type: ignore[arg-type]
+    assert session.exec(select(AuditEntry).where(AuditEntry.action == "file_on_behalf")).one().actor == "user:gw1"

@@ -327,3 +327,16 @@ def test_an_announcement_is_read_out_on_the_loudspeakers(engine: Engine, session
         listener.loop_stop()
     assert len(sent) == 1
     assert json.loads(heard[0])["args"]["text"].startswith("防汛通知")
+
+
+def test_retention_deletes_old_access_records_and_keeps_recent_ones(engine: Engine, session: Session) -> None:
+    from linli.models import AccessRecord
+    from linli.retention import RetentionPolicy, purge
+
+    devices(session, ("GATE-1", "access_gate"))
+    now = utcnow()
+    gate_events(engine, "GATE-1", ("card:C-1", True, now - timedelta(days=200)), ("card:C-1", True, now))
+    counts = purge(session, now=now, policy=RetentionPolicy(access_days=180))
+    session.commit()
+    assert counts["access_record"] == 1
+    assert [r.ts > now - timedelta(days=1) for r in session.exec(select(AccessRecord)).all()] == [True]

@@ -10,7 +10,9 @@ from dashboards.texts import current_language, t
 from linli import db, people
 from linli.auth import allowed
 from linli.errors import LinliError
+from linli.loop import LoopConfig
 from linli.models import ResidentKind
+from linli.settings import get_settings
 
 lang = current_language()
 st.title(t("collection_title", lang))
@@ -56,6 +58,19 @@ if resident_id is not None and allowed(user, "edit_residents"):
                 with db.session_scope() as session:
                     change = people.propose_change(session, user, resident_id, changes, review=review)
                 st.success(t("edit_saved", lang, status=change.status))
+            except LinliError as err:
+                shown_error(err)
+
+if resident_id is not None and allowed(user, "file_on_behalf"):
+    st.subheader(t("behalf_title", lang))
+    with st.form("behalf"):
+        description = st.text_area(t("behalf_text", lang), key="behalf_text")
+        if st.form_submit_button(t("behalf_submit", lang)):
+            try:
+                with db.session_scope() as session:
+                    number = people.file_on_behalf(session, user, resident_id, description, category=None,
+                                                   config=LoopConfig.from_settings(get_settings()))
+                st.success(t("behalf_filed", lang, number=number))
             except LinliError as err:
                 shown_error(err)
 

@@ -8,6 +8,7 @@ needs a signed-in user whose role allows it.
 from __future__ import annotations
 
 import streamlit as st
+from sqlalchemy import inspect
 from sqlmodel import select
 
 from dashboards.texts import t
@@ -19,7 +20,9 @@ TOKEN_KEY = "linli_token"  # session-state key of the signed-in session's token
 
 
 def accounts_exist() -> bool:
-    """Whether any dashboard account exists (then sign-in is required)."""
+    """Whether any dashboard account exists (then sign-in is required); False before the schema exists."""
+    if not inspect(db.get_engine()).has_table(UserAccount.__tablename__):
+        return False
     with db.session_scope() as session:
         return session.exec(select(UserAccount.id).limit(1)).first() is not None
 

@@ -6,7 +6,6 @@ import streamlit as st
 
 from dashboards.access import accounts_exist, current_user, login_page, sign_out
 from dashboards.texts import LANGUAGE_KEY, current_language, t
-from linli import db
 from linli.auth import allowed
 from linli.settings import get_settings
 
@@ -32,7 +31,7 @@ guarded = [
 # Open mode (no accounts yet): the pages from before accounts existed.
 OPEN = {"view_overview", "view_processes", "view_devices", "view_records"}
 pages = [page for page, action in guarded if action in OPEN]
-if db.is_current(db.get_engine()) and accounts_exist():
+if accounts_exist():
     user = current_user()
     if user is None:
         pages = [st.Page(login_page, title=t("login_title", lang), icon=":material/login:", default=True)]
@@ -43,5 +42,5 @@ if db.is_current(db.get_engine()) and accounts_exist():
             sign_out()
             st.rerun()
 else:
-    st.sidebar.warning(t("no_accounts", lang))
+    st.sidebar.caption("⚠️ " + t("no_accounts", lang))  # a caption: the pages own the alerts
 st.navigation(pages).run()

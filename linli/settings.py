@@ -102,6 +102,19 @@ class LoopSettings(BaseModel):
     sla_interval_seconds: int = Field(default=60, ge=5, description="How often the SLA watch runs.")
 
 
+class GovernanceSettings(BaseModel):
+    """Where the governance policy lives (a Prefect block admins edit) and the intake API."""
+
+    policy_block: str = Field(
+        default="default",
+        description="Name of the governance-policy block the loop reads at every run; "
+        "while none is saved, the seeds' categories and the loop defaults apply.",
+    )
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port of `linli api` (binds 127.0.0.1).")
+    photo_url_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600,
+                                   description="How long a presigned photo URL given to staff stays valid.")
+
+
 class Settings(BaseSettings):
     """Every Linli setting. Environment: LINLI_<GROUP>__<FIELD>, e.g. LINLI_DATABASE__URL."""
 
@@ -123,6 +136,7 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

@@ -10,7 +10,6 @@ from prefect import task
 
 from linli.db import session_scope
 from linli.events import CaseEventOut, PrefectEventBus
-from linli.loop import LoopConfig
 from linli.loop.assess import assess, receive
 from linli.loop.dispatch import dispatch
 from linli.loop.evaluate import evaluate
@@ -19,6 +18,7 @@ from linli.models import utcnow
 from linli.notify import AppriseNotifier, deliver
 from linli.settings import get_settings
 from tasks.common import EventOut, StepSummary, run_step, transient_only
+from tasks.policy import current_loop_config
 
 RETRY = {"retries": 3, "retry_delay_seconds": [1, 5, 15], "retry_condition_fn": transient_only}
 
@@ -59,7 +59,7 @@ class SweepSummary(StepSummary):
 @task(name="sweep SLAs", **RETRY)
 async def sweep_slas() -> SweepSummary:
     """Warn before deadlines, escalate breaches, auto-close unrated cases, restart stuck stages."""
-    config = LoopConfig.from_settings(get_settings())
+    config = current_loop_config()  # reads the governance-policy block: edits apply to the next run
     with session_scope() as session:
         out = sweep(session, now=utcnow(), config=config)
     return SweepSummary(

@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from linli.db import session_scope
-from linli.loop import LoopConfig, StepResult
-from linli.settings import get_settings
+from linli.loop import StepResult
+from tasks.policy import current_loop_config
 
 
 class EventOut(BaseModel):
@@ -56,7 +56,7 @@ def transient_only(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -
 
 def run_step(step: Callable[..., StepResult], case_id: int) -> StepSummary:
     """Run one loop step on its own unit of work with the configured loop settings."""
-    config = LoopConfig.from_settings(get_settings())
+    config = current_loop_config()  # reads the governance-policy block: edits apply to the next run
     with session_scope() as session:
         result = step(session, case_id, config=config)
     return StepSummary.of(result)

@@ -1,0 +1,1 @@
+"""Prefect Block types that admins edit in the Prefect UI."""

@@ -12,44 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.core import Block
-from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
 from pydantic import Field
 
-from linli.errors import ConfigurationError
-from linli.policy import GovernancePolicy, parse_policy
+from linli.policy import BLOCK_TYPE_SLUG, GovernancePolicy, load_policy, parse_policy
+
+__all__ = ["GovernancePolicyBlock", "load_policy", "save_policy"]
 
 
 class GovernancePolicyBlock(Block):
     """Linli governance policy (治理策略): SLAs, keywords, priority/difficulty rules, claims, escalation."""
 
     _block_type_name = "Linli Governance Policy"
-    _block_type_slug = "linli-governance-policy"
+    _block_type_slug = BLOCK_TYPE_SLUG
     _description = ("How Linli's closed loop assesses, dispatches and escalates cases. "
                     "Edits apply to the next flow run; an invalid policy is refused with the reason.")
 
     policy: GovernancePolicy = Field(default_factory=GovernancePolicy,
                                      description="The policy the loop runs by.")
-
-
-def policy_from_data(data: dict[str, Any]) -> GovernancePolicy:
-    """The policy of a stored block document's data, validated (ConfigurationError naming each problem)."""
-    raw = data.get("policy")
-    if not isinstance(raw, dict):
-        raise ConfigurationError("governance policy block holds no 'policy' object",
-                                 hint="edit the block in the Prefect UI or run `python -m blocks.governance`")
-    return parse_policy(raw)
-
-
-def load_policy(name: str) -> GovernancePolicy | None:
-    """The saved policy named `name`, validated; None when no such block is saved."""
-    with get_client(sync_client=True) as client:
-        try:
-            document = client.read_block_document_by_name(
-                name=name, block_type_slug=GovernancePolicyBlock.get_block_type_slug())
-        except ObjectNotFound:
-            return None
-    return policy_from_data(dict(document.data))
 
 
 def save_policy(policy: GovernancePolicy | dict[str, Any], name: str, *, overwrite: bool = True) -> GovernancePolicy:

@@ -356,5 +356,12 @@ def dev_receiver(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] =
     run_receiver(port, show)
 
 
+from linli.cli_gov import api_app, apikey_app, policy_app, work_app  # noqa: E402  (they import this module's helpers)
+
+app.add_typer(api_app, name="api")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(work_app, name="work")
+app.add_typer(policy_app, name="policy")
+
 if __name__ == "__main__":
     app()

@@ -23,6 +23,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "done": {"zh": "完成：{what}", "en": "Done: {what}"},
     "receiver_listening": {"zh": "通知接收器监听 {url}（Apprise 地址：{apprise}）",
                            "en": "Notification receiver listening on {url} (Apprise URL: {apprise})"},
+    "api_listening": {"zh": "Open311 接口已启动：{url}（Ctrl-C 停止）",
+                      "en": "Open311 API listening on {url} (Ctrl-C to stop)"},
+    "apikey_created": {"zh": "已为 {name} 创建接口密钥（只显示这一次，请妥善保存）：",
+                       "en": "API key for {name} (shown only this once; keep it safe):"},
+    "policy_ok": {"zh": "治理策略有效：{path}", "en": "The governance policy is valid: {path}"},
 }
 
 

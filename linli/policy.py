@@ -243,6 +243,34 @@ def parse_policy(data: dict[str, Any] | GovernancePolicy) -> GovernancePolicy:
                                  "nothing was changed") from err
 
 
+BLOCK_TYPE_SLUG = "linli-governance-policy"
+
+
+def policy_from_block_data(data: dict[str, Any]) -> GovernancePolicy:
+    """The policy of a stored block document's data, validated (ConfigurationError naming each problem)."""
+    raw = data.get("policy")
+    if not isinstance(raw, dict):
+        raise ConfigurationError("governance policy block holds no 'policy' object",
+                                 hint="edit the block in the Prefect UI or run `python -m blocks.governance`")
+    return parse_policy(raw)
+
+
+def load_policy(name: str) -> GovernancePolicy | None:
+    """The policy saved in the Prefect block `name`, validated; None when no such block is saved.
+
+    Read through Prefect's client (not the Block class), so the API and the CLI can read it too.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            document = client.read_block_document_by_name(name=name, block_type_slug=BLOCK_TYPE_SLUG)
+        except ObjectNotFound:
+            return None
+    return policy_from_block_data(dict(document.data))
+
+
 # --- rule tables ----------------------------------------------------------------------------
 
 

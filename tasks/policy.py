@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from blocks.governance import load_policy
 from linli.loop import LoopConfig
+from linli.policy import load_policy
 from linli.settings import get_settings
 
 

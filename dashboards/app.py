@@ -14,5 +14,7 @@ st.sidebar.caption(t("app_title", lang))
 pages = [
     st.Page("pages/overview.py", title=t("nav_overview", lang), icon=":material/dashboard:", default=True),
     st.Page("pages/flow_runs.py", title=t("nav_flows", lang), icon=":material/account_tree:"),
+    st.Page("pages/report.py", title=t("nav_report", lang), icon=":material/photo_camera:"),
+    st.Page("pages/work.py", title=t("nav_work", lang), icon=":material/handyman:"),
 ]
 st.navigation(pages).run()

@@ -440,3 +440,24 @@ def test_auto_close_days_come_from_the_policy(session: Session) -> None:
     session.commit()
     assert sweep(session, now=utcnow() + timedelta(hours=23), config=config).auto_closed == []
     assert sweep(session, now=utcnow() + timedelta(hours=25), config=config).auto_closed == [case.number]
+    session.commit()
+    closed = session.exec(select(Notification).where(Notification.case_id == case.id,
+                                                     Notification.kind == "closed")).one()
+    assert closed.target == f"resident:{case.reporter_id}" and "满意" in closed.body
+
+
+def test_the_simulated_volunteers_claim_accept_and_resolve_pooled_cases(session: Session, engine: Engine) -> None:
+    from linli.events import RecordingBus
+    from linli.simulator import Simulator, SimulatorPlan
+
+    seeded(session)
+    case = _pool_case(session)
+    sim = Simulator(engine=engine, bus=RecordingBus(), config=CONFIG,
+                    plan=SimulatorPlan(accept_after=0, resolve_after=0, seed=1))
+    sim._act(sim._volunteer_work)
+    sim._act(sim._volunteer_work)
+    assert sim.stats.errors == []
+    session.expire_all()
+    assert session.get(Case, case.id).status == CaseStatus.resolved  # type: ignore[union-attr]
+    assert "claimed" in _actions(session, case.id)
+    assert "linli.case.claimed" in sim.bus.names()  # type: ignore[attr-defined]

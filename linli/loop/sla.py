@@ -119,6 +119,7 @@ def sweep(session: Session, *, now: datetime, config: LoopConfig, limit: int = 1
         out.events.extend(assigned.events)
     for closed in auto_close(session, now=now, config=config, limit=limit):
         out.auto_closed.append(closed.case_number)
+        out.notifications.extend(closed.notifications)
         out.events.extend(closed.events)
     stuck_before = now - timedelta(minutes=config.stuck_minutes)
     stuck = session.exec(select(Case).where(col(Case.status).in_(

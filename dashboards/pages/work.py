@@ -11,7 +11,7 @@ from linli.errors import LinliError
 from linli.loop import LoopConfig
 from linli.loop.publish import publish_result
 from linli.loop.work import accept, claim, parse_actor, progress, resolve
-from linli.models import Case, CaseRouting, CaseStatus, Volunteer, utcnow
+from linli.models import Case, CaseRouting, CaseStatus, Category, Volunteer, utcnow
 from linli.settings import get_settings
 from linli.storage import make_store
 
@@ -48,8 +48,6 @@ with db.session_scope() as session:
                                .where(CaseRouting.route == "volunteer_pool", col(CaseRouting.volunteer_id).is_(None),
                                       col(CaseRouting.pool_until) > utcnow(), Case.status == CaseStatus.dispatched)
                                .order_by(col(Case.id))).all()
-        from linli.models import Category
-
         codes = {c.id: c.code for c in session.exec(select(Category)).all()}
         pool = [c for c, _r in offered if volunteer and c.community_id == volunteer.community_id
                 and codes.get(c.category_id) in skills]

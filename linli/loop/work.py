@@ -77,8 +77,7 @@ def claim(session: Session, case_ref: int | str, *, volunteer_id: int, config: L
         update(CaseRouting).where(col(CaseRouting.case_id) == case.id, col(CaseRouting.volunteer_id).is_(None))
         .values(volunteer_id=volunteer_id, claimed_at=now)
     )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
-        session.rollback()
+    if taken.rowcount != 1:  # type: ignore[attr-defined]  # the other claim committed first
         raise Conflict(f"case {case.number} has already been taken", hint="pick another case from the pool")
     session.add(VolunteerClaim(case_id=case.id or 0, volunteer_id=volunteer_id, claimed_at=now))
     record(session, case, actor=f"volunteer:{volunteer_id}", action="claimed", reason="claimed from the pool")

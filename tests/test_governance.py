@@ -461,3 +461,21 @@ def test_the_simulated_volunteers_claim_accept_and_resolve_pooled_cases(session:
     assert session.get(Case, case.id).status == CaseStatus.resolved  # type: ignore[union-attr]
     assert "claimed" in _actions(session, case.id)
     assert "linli.case.claimed" in sim.bus.names()  # type: ignore[attr-defined]
+
+
+def test_policy_check_names_what_is_wrong_in_a_file(tmp_path, settings) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from linli.cli import app as cli
+
+    data = default_policy().model_dump()
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    assert CliRunner().invoke(cli, ["policy", "check", str(good)]).exit_code == 0
+    data["categories"][2]["sla_hours"] = 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["policy", "check", str(bad)])
+    assert result.exit_code == 2 and "categories.2.sla_hours" in result.output and "greater than 0" in result.output

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from sqlmodel import select
 
 from linli import db
-from linli.cli import _announce, _run, console
 from linli.errors import ValidationError
 from linli.i18n import t
 from linli.settings import Settings
@@ -21,6 +21,20 @@ apikey_app = typer.Typer(help="API keys for Open311 clients (stored hashed).", n
 work_app = typer.Typer(help="Claim, accept, note progress, resolve, reassign or reject a case.",
                        no_args_is_help=True)
 policy_app = typer.Typer(help="The governance policy (a Prefect block admins edit).", no_args_is_help=True)
+console = Console()
+
+
+# cli.py imports this module to add its sub-apps; its helpers are imported when a command runs.
+def _run(work: Any) -> Any:
+    from linli.cli import _run as run
+
+    return run(work)
+
+
+def _announce(settings: Settings, events: list[Any]) -> None:
+    from linli.cli import _announce as announce
+
+    announce(settings, events)
 
 
 @api_app.callback()

@@ -15,5 +15,7 @@ pages = [
     st.Page("pages/overview.py", title=t("nav_overview", lang), icon=":material/dashboard:", default=True),
     st.Page("pages/flow_runs.py", title=t("nav_flows", lang), icon=":material/account_tree:"),
     st.Page("pages/processes.py", title=t("nav_processes", lang), icon=":material/schema:"),
+    st.Page("pages/report.py", title=t("nav_report", lang), icon=":material/photo_camera:"),
+    st.Page("pages/work.py", title=t("nav_work", lang), icon=":material/handyman:"),
 ]
 st.navigation(pages).run()

@@ -32,6 +32,11 @@ MESSAGES: dict[str, dict[str, str]] = {
                            "en": "Saved the override of {name}: it takes effect on the next run."},
     "dag_written": {"zh": "已写入 {path}", "en": "Wrote {path}"},
     "dag_no_tasks": {"zh": "没有注册任何任务。", "en": "No tasks are registered."},
+    "api_listening": {"zh": "Open311 接口已启动：{url}（Ctrl-C 停止）",
+                      "en": "Open311 API listening on {url} (Ctrl-C to stop)"},
+    "apikey_created": {"zh": "已为 {name} 创建接口密钥（只显示这一次，请妥善保存）：",
+                       "en": "API key for {name} (shown only this once; keep it safe):"},
+    "policy_ok": {"zh": "治理策略有效：{path}", "en": "The governance policy is valid: {path}"},
 }
 
 

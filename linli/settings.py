@@ -118,6 +118,17 @@ class DagSettings(BaseModel):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+class GovernanceSettings(BaseModel):
+    """Where the governance policy lives (a Prefect block admins edit) and the intake API."""
+
+    policy_block: str = Field(
+        default="default",
+        description="Name of the governance-policy block the loop reads at every run; "
+        "while none is saved, the seeds' categories and the loop defaults apply.",
+    )
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port of `linli api` (binds 127.0.0.1).")
+    photo_url_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600,
+                                   description="How long a presigned photo URL given to staff stays valid.")
 
 
 class Settings(BaseSettings):
@@ -142,6 +153,7 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     dag: DagSettings = Field(default_factory=DagSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

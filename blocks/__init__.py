@@ -1,1 +1,1 @@
-"""Prefect Block types that admins edit in the UI."""
+"""Prefect Block types that admins edit in the Prefect UI."""

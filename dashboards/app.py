@@ -27,9 +27,11 @@ guarded = [
     (st.Page("pages/alarms.py", title=t("nav_alarms", lang), icon=":material/notifications_active:"), "view_devices"),
     (st.Page("pages/records.py", title=t("nav_records", lang), icon=":material/door_front:"), "view_records"),
     (st.Page("pages/datahub.py", title=t("nav_datahub", lang), icon=":material/cloud_upload:"), "view_devices"),
+    (st.Page("pages/report.py", title=t("nav_report", lang), icon=":material/photo_camera:"), "file_on_behalf"),
+    (st.Page("pages/work.py", title=t("nav_work", lang), icon=":material/handyman:"), "work_cases"),
 ]
 # Open mode (no accounts yet): the pages from before accounts existed.
-OPEN = {"view_overview", "view_processes", "view_devices", "view_records"}
+OPEN = {"view_overview", "view_processes", "view_devices", "view_records", "file_on_behalf", "work_cases"}
 pages = [page for page, action in guarded if action in OPEN]
 if accounts_exist():
     user = current_user()

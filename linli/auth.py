@@ -32,6 +32,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "view_residents": frozenset({Role.admin, Role.manager, Role.staff, Role.grid_worker}),
     "edit_residents": frozenset({Role.admin, Role.manager, Role.grid_worker}),
     "file_on_behalf": frozenset({Role.admin, Role.manager, Role.staff, Role.grid_worker}),
+    "work_cases": frozenset({Role.admin, Role.manager, Role.staff, Role.grid_worker}),
     "review_changes": frozenset({Role.admin, Role.manager, Role.staff}),
     "reveal": frozenset({Role.admin, Role.manager}),
     "export": frozenset({Role.admin, Role.manager, Role.staff}),

@@ -18,6 +18,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from linli import db
+from linli.cli_gov import api_app, apikey_app, policy_app, work_app
 from linli.errors import LinliError
 from linli.i18n import t
 from linli.settings import Settings, apply_prefect_environment, get_settings
@@ -31,6 +32,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(case_app, name="case")
 app.add_typer(dev_app, name="dev")
 app.add_typer(__import__("linli.cli_devices", fromlist=["cli_devices"]).device_commands)  # ingest, simulate, devices
+app.add_typer(api_app, name="api")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(work_app, name="work")
+app.add_typer(policy_app, name="policy")
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")

@@ -129,6 +129,9 @@ def start_stack(settings: Settings, group: ProcessGroup, *, with_dashboard: bool
                                    "--port", str(settings.prefect.port)], env)
     took = wait_http(f"{settings.prefect_api_url}/health", timeout=120, group=group, what="the Prefect server")
     announce(f"Prefect server up in {took:.1f} s")  # type: ignore[operator]
+    # The governance-policy block admins edit in the UI (saved with the defaults unless it exists).
+    subprocess.run([sys.executable, "-m", "blocks.governance"], env=env, check=False, timeout=120,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     group.start("flows", [sys.executable, "-m", "flows.serve"], env)
     __import__("linli.demo_devices", fromlist=["start_devices"]).start_devices(settings, group, env, announce)
     if with_dashboard:

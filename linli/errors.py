@@ -4,6 +4,7 @@
     ├── ValidationError           — bad input from a person or device (a report, a CSV row, a photo)
     ├── NotFound                  — an id or code that does not exist
     ├── IllegalTransition         — a case state change the state machine forbids
+    ├── Conflict                  — someone else got there first (a claim on a case already taken)
     ├── ConfigurationError        — settings or policy that cannot work
     ├── DeliveryError             — an outside system (Apprise, object store) refused or failed
     └── AccessDenied              — a failed login, or a role that may not do this
@@ -46,6 +47,10 @@ class ConfigurationError(LinliError):
 
 class DeliveryError(LinliError):
     """An outside system failed to take what we sent."""
+
+
+class Conflict(LinliError):
+    """Someone else acted first: the case was claimed or changed meanwhile."""
 
 
 class AccessDenied(LinliError):

@@ -39,6 +39,7 @@ from linli.models import (
     Community,
     Notification,
     NotificationStatus,
+    NotifyRoute,
     Resident,
     Staff,
     Volunteer,
@@ -50,7 +51,8 @@ from linli.templating import render
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("receipt", "assignment", "rating_request", "sla_warning", "escalation", "reopened", "closed")
+KINDS = ("receipt", "assignment", "rating_request", "sla_warning", "escalation", "reopened", "closed",
+         "offer", "referral", "merged", "rejected")
 NOTIFICATIONS_FOLDER = "notifications"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 TIME_FORMAT = "%Y-%m-%d %H:%M"
@@ -86,6 +88,7 @@ TARGET_MODELS: dict[str, tuple[type[SQLModel], bool]] = {
     "staff": (Staff, False),
     "resident": (Resident, True),
     "volunteer": (Volunteer, True),
+    "route": (NotifyRoute, False),  # an escalation level's channel or an external agency
 }
 
 
@@ -404,8 +407,9 @@ class RecordingNotifier:
 def targets_urls(session: Session, target: str, global_urls: list[str]) -> list[str]:
     """The target's own contact URL (if set) followed by the global URLs, without duplicates."""
     row = _target_row(session, target)
-    own = (row.contact_url or "").strip()
-    urls = ([own] if own else []) + [url.strip() for url in global_urls if url.strip()]
+    # A route may hold several channels, comma-separated; a person holds one.
+    own = [url.strip() for url in (row.contact_url or "").split(",") if url.strip()]
+    urls = own + [url.strip() for url in global_urls if url.strip()]
     return list(dict.fromkeys(urls))
 
 

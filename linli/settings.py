@@ -120,6 +120,19 @@ class DagSettings(BaseModel):
         return value
 
 
+class GovernanceSettings(BaseModel):
+    """Where the governance policy lives (a Prefect block admins edit) and the intake API."""
+
+    policy_block: str = Field(
+        default="default",
+        description="Name of the governance-policy block the loop reads at every run; "
+        "while none is saved, the seeds' categories and the loop defaults apply.",
+    )
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port of `linli api` (binds 127.0.0.1).")
+    photo_url_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600,
+                                   description="How long a presigned photo URL given to staff stays valid.")
+
+
 class PeopleSettings(BaseModel):
     """The registry's safeguards: retention periods, the care watch, access credentials, logins."""
 
@@ -148,6 +161,8 @@ class PeopleSettings(BaseModel):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
 class DevicesSettings(BaseModel):
     """Devices: the ingest service, alarms' fast path, polling and downlink commands."""
 
@@ -203,6 +218,7 @@ class Settings(BaseSettings):
     people: PeopleSettings = Field(default_factory=PeopleSettings)
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
     datahub: DatahubSettings = Field(default_factory=DatahubSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

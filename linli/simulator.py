@@ -95,6 +95,7 @@ class Simulator:
             self._last_report = now
             self._act(self._file_report)
         self._act(self._staff_work)
+        self._act(self._volunteer_work)
         self._act(self._residents_rate)
 
     def _act(self, action: object) -> None:
@@ -145,6 +146,41 @@ class Simulator:
             if case.assignee_id is not None:
                 results.append(resolve(session, case.id or 0, staff_id=case.assignee_id, note="已处理完毕 / fixed"))
                 self.stats.resolved += 1
+        return results
+
+    def _volunteer_work(self, session: Session) -> list[StepResult]:
+        """Volunteers claim pooled cases of their skills (抢单), then accept and resolve them like staff."""
+        from linli.loop import work
+        from linli.models import CaseRouting, Volunteer
+
+        now = utcnow()
+        results: list[StepResult] = []
+        ready = now - timedelta(seconds=self.plan.accept_after)
+        pooled = session.exec(select(Case, CaseRouting).join(CaseRouting, col(CaseRouting.case_id) == Case.id)
+                              .where(Case.status == CaseStatus.dispatched, col(Case.assignee_id).is_(None),
+                                     col(Case.dispatched_at) <= ready)).all()
+        for case, routing in pooled:
+            actor = f"volunteer:{routing.volunteer_id}"
+            if routing.volunteer_id is None:
+                code = session.get(Category, case.category_id).code  # type: ignore[union-attr]
+                takers = [v for v in session.exec(select(Volunteer).where(Volunteer.community_id == case.community_id))
+                          if code in v.skills.split(",") and work.active_claims(session, v.id or 0) < v.max_open_claims]
+                if not takers or routing.pool_until is None or routing.pool_until <= now:
+                    continue
+                volunteer = self.rng.choice(takers)
+                results.append(work.claim(session, case.id or 0, volunteer_id=volunteer.id or 0, config=self.config))
+                actor = f"volunteer:{volunteer.id}"
+            results.append(work.accept(session, case.id or 0, actor=actor))
+            work.progress(session, case.id or 0, actor=actor, note="志愿者已到场 / volunteer on site")
+            self.stats.accepted += 1
+        done = now - timedelta(seconds=self.plan.resolve_after)
+        claimed = session.exec(select(Case, CaseRouting).join(CaseRouting, col(CaseRouting.case_id) == Case.id)
+                               .where(Case.status == CaseStatus.in_progress, col(Case.assignee_id).is_(None),
+                                      col(CaseRouting.volunteer_id).is_not(None), col(Case.updated_at) <= done)).all()
+        for case, routing in claimed:
+            results.append(work.resolve(session, case.id or 0, actor=f"volunteer:{routing.volunteer_id}",
+                                        note="已帮忙处理 / helped"))
+            self.stats.resolved += 1
         return results
 
     def _residents_rate(self, session: Session) -> list[StepResult]:

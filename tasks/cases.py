@@ -16,7 +16,7 @@ from pydantic import Field
 from linli.dag.registry import register
 from linli.db import session_scope
 from linli.events import PrefectEventBus
-from linli.loop import LoopConfig, StepResult
+from linli.loop import StepResult
 from linli.loop.assess import assess, receive
 from linli.loop.dispatch import dispatch
 from linli.loop.evaluate import evaluate
@@ -25,6 +25,7 @@ from linli.models import utcnow
 from linli.notify import AppriseNotifier, deliver
 from linli.settings import get_settings
 from tasks.common import run_step, transient_only
+from tasks.policy import current_loop_config
 
 RETRY = {"retries": 3, "retry_delay_seconds": [1, 5, 15], "retry_condition_fn": transient_only}
 
@@ -55,7 +56,7 @@ evaluate_case = stage_task(evaluate, name="evaluate case", registered="cases.eva
 @task(name="sweep SLAs", **RETRY)
 async def sweep_slas() -> SweepResult:
     """Warn before deadlines, escalate breaches, auto-close unrated cases, restart stuck stages."""
-    config = LoopConfig.from_settings(get_settings())
+    config = current_loop_config()  # reads the governance-policy block: edits apply to the next run
     with session_scope() as session:
         return sweep(session, now=utcnow(), config=config)
 

@@ -11,8 +11,8 @@ from prefect.states import State
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from linli.db import session_scope
-from linli.loop import LoopConfig, StepResult
-from linli.settings import get_settings
+from linli.loop import StepResult
+from tasks.policy import current_loop_config
 
 
 def transient_only(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -28,6 +28,6 @@ def run_step(step: Callable[..., StepResult], case_id: int) -> StepResult:
 
     `StepResult` is a pydantic dataclass, so it crosses task boundaries (and DAG expressions) as is.
     """
-    config = LoopConfig.from_settings(get_settings())
+    config = current_loop_config()  # reads the governance-policy block: edits apply to the next run
     with session_scope() as session:
         return step(session, case_id, config=config)

@@ -58,10 +58,18 @@ RECIPIENT = {
     "escalation": "lead",
     "reopened": "assignee",
     "closed": "reporter",
+    "offer": "assignee",
+    "referral": "lead",
+    "merged": "reporter",
+    "rejected": "reporter",
 }
 EXTRA: dict[str, dict[str, Any]] = {
     "reopened": {"comment": "链条换了但座椅还是松的", "rating": 2},
     "closed": {"rating": 5},
+    "offer": {"window_minutes": 30},
+    "referral": {"agency": "法律援助中心"},
+    "merged": {"original": "LL-TEST-0000"},
+    "rejected": {"reason": "不属于社区事务"},
 }
 
 

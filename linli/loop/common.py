@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+import dataclasses
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,13 @@ from linli import notify
 from linli.errors import NotFound
 from linli.events import CaseEventOut, case_event
 from linli.models import Case, Category
+from linli.policy import GovernancePolicy, default_policy
 from linli.settings import Settings
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # plain: it carries a policy model, never crosses a task boundary
 class LoopConfig:
-    """Settings the loop needs, passed down from `Settings` (later: from the governance-policy block)."""
+    """Settings the loop needs, passed down from `Settings` and the governance policy (block or defaults)."""
 
     language: str = "zh"
     templates_dir: Path = Path("templates")
@@ -26,18 +28,26 @@ class LoopConfig:
     auto_close_days: float = 7
     stuck_minutes: float = 2
     timezone: str = "Asia/Shanghai"
+    policy: GovernancePolicy = field(default_factory=default_policy)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LoopConfig:
-        """The loop configuration of these settings."""
+    def from_settings(cls, settings: Settings, policy: GovernancePolicy | None = None) -> LoopConfig:
+        """The loop configuration of these settings, run by `policy` (the defaults of the settings if None)."""
+        policy = policy or default_policy(auto_close_days=settings.loop.auto_close_days,
+                                          good_rating=settings.loop.good_rating)
         return cls(
             language=str(settings.language),
             templates_dir=settings.templates_dir,
-            good_rating=settings.loop.good_rating,
-            auto_close_days=settings.loop.auto_close_days,
+            good_rating=policy.good_rating,
+            auto_close_days=policy.auto_close_days,
             stuck_minutes=settings.loop.stuck_minutes,
             timezone=settings.timezone,
+            policy=policy,
         )
+
+    def with_policy(self, policy: GovernancePolicy) -> LoopConfig:
+        """The same configuration run by another policy (its rating and auto-close values too)."""
+        return replace(self, policy=policy, good_rating=policy.good_rating, auto_close_days=policy.auto_close_days)
 
 
 @dataclass

@@ -102,6 +102,9 @@ def auto_close(session: Session, *, now: datetime, config: LoopConfig, limit: in
         transition(session, case, CaseStatus.closed, actor="flow:sla-watch",
                    reason=f"no rating within {config.auto_close_days:g} days: closed as satisfied by default")
         result = StepResult(case.id or 0, case.number, str(case.status), detail="auto-closed")
+        if case.reporter_id is not None:
+            result.notifications.append(queue_notice(session, config, case, kind="closed",
+                                                     target=f"resident:{case.reporter_id}", extra={"auto": True}))
         result.announce("closed", auto=True)
         results.append(result)
     return results

@@ -14,6 +14,8 @@ from linli.errors import ValidationError
 from linli.loop.common import LoopConfig, StepResult
 from linli.models import Building, Case, CasePhoto, CaseSource, Category, Community, PhotoKind, Resident, utcnow
 from linli.photos import photo_key, prepare_photo
+from linli.policy import GovernancePolicy
+from linli.policy import suggest_category as policy_suggestion
 from linli.statemachine import record
 from linli.storage import ObjectStore
 
@@ -69,7 +71,7 @@ def suggest_category(session: Session, text: str) -> Category | None:
     return best
 
 
-def _category(session: Session, report: ReportIn) -> Category:
+def _category(session: Session, report: ReportIn, policy: GovernancePolicy | None = None) -> Category:
     if report.category:
         category = session.exec(select(Category).where(Category.code == report.category)).first()
         if category is None:
@@ -77,7 +79,10 @@ def _category(session: Session, report: ReportIn) -> Category:
             raise ValidationError(f"unknown category '{report.category}'", field="category",
                                   hint=f"use one of: {codes}")
         return category
-    suggested = suggest_category(session, report.description)
+    # The policy's keyword rules (edited by admins) first, then the category table's keywords.
+    code = policy_suggestion(policy, report.description) if policy is not None else None
+    suggested = session.exec(select(Category).where(Category.code == code)).first() if code else None
+    suggested = suggested or suggest_category(session, report.description)
     if suggested is None:
         codes = ", ".join(session.exec(select(Category.code).order_by(Category.id)).all())
         raise ValidationError("no category given and none recognised in the text", field="category",
@@ -157,7 +162,7 @@ def file_report(
     prepared = prepare_photo(photo, max_bytes=max_photo_bytes) if photo is not None else None
     if prepared is not None and store is None:
         raise ValidationError("a photo was given but no object store is configured", field="photo")
-    category = _category(session, report)
+    category = _category(session, report, config.policy)
     community, building = _place(session, report)
     reporter = _reporter(session, report)
     now = utcnow()

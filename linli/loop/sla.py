@@ -12,7 +12,9 @@ from pydantic.dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from linli.events import CaseEventOut, case_event
+from linli.loop.assess import sla_of
 from linli.loop.common import LoopConfig, StepResult, category_of, queue_notice
+from linli.loop.dispatch import ensure_route, expire_claim_windows, routing_of
 from linli.loop.evaluate import auto_close
 from linli.models import Case, CaseStatus, Staff, StaffRole
 from linli.statemachine import OPEN_STATUSES, record
@@ -27,6 +29,7 @@ class SweepResult:
 
     warned: list[str] = field(default_factory=list)
     escalated: list[str] = field(default_factory=list)
+    fallback: list[str] = field(default_factory=list)
     auto_closed: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
     notifications: list[int] = field(default_factory=list)
@@ -45,9 +48,11 @@ def escalation_targets(session: Session, case: Case, level: int, team: str) -> l
 def _warn(session: Session, case: Case, *, config: LoopConfig, now: datetime, out: SweepResult) -> None:
     case.warned_at = now
     session.add(case)
-    if case.assignee_id is not None:
-        out.notifications.append(queue_notice(session, config, case, kind="sla_warning",
-                                              target=f"staff:{case.assignee_id}"))
+    routing = routing_of(session, case) if case.assignee_id is None else None
+    handler = (f"staff:{case.assignee_id}" if case.assignee_id is not None
+               else f"volunteer:{routing.volunteer_id}" if routing is not None and routing.volunteer_id else None)
+    if handler is not None:
+        out.notifications.append(queue_notice(session, config, case, kind="sla_warning", target=handler))
     record(session, case, actor="flow:sla-watch", action="sla_warning", reason=f"due {case.due_at:%Y-%m-%d %H:%M} UTC")
     out.warned.append(case.number)
 
@@ -56,16 +61,26 @@ def _escalate(session: Session, case: Case, *, config: LoopConfig, now: datetime
     category = category_of(session, case)
     case.escalation_level += 1
     level = case.escalation_level
+    chain = config.policy.level(level)
+    name = chain.name_en if chain else LEVEL_NAMES.get(level, str(level))
     # The next level gets a fresh SLA period of its own; the warning fires again before it ends.
-    case.due_at = now + timedelta(hours=category.sla_hours)
-    case.warn_at = case.due_at - timedelta(hours=category.warning_hours)
+    sla_hours, warning_hours = sla_of(config.policy, category)
+    case.due_at = now + timedelta(hours=sla_hours)
+    case.warn_at = case.due_at - timedelta(hours=warning_hours)
     case.warned_at = None
     case.updated_at = now
     session.add(case)
     record(session, case, actor="flow:sla-watch", action="escalated",
-           reason=f"SLA passed: escalated to level {level} ({LEVEL_NAMES[level]})")
-    for staff in escalation_targets(session, case, level, category.team):
-        out.notifications.append(queue_notice(session, config, case, kind="escalation", target=f"staff:{staff.id}",
+           reason=f"SLA passed: escalated to level {level} ({name})")
+    targets: list[str] = []
+    if chain is None or chain.notify_staff:
+        targets += [f"staff:{staff.id}" for staff in escalation_targets(session, case, level, category.team)]
+    if chain is not None and chain.notify_urls:
+        route = ensure_route(session, f"escalation-{level}", f"{chain.name_zh} / {chain.name_en}",
+                             ",".join(chain.notify_urls))
+        targets.append(f"route:{route.id}")
+    for target in targets:
+        out.notifications.append(queue_notice(session, config, case, kind="escalation", target=target,
                                               extra={"level": level}))
     out.escalated.append(case.number)
     out.events.append(case_event("escalated", case.id or 0, case.number, level=level))
@@ -93,13 +108,19 @@ def sweep(session: Session, *, now: datetime, config: LoopConfig, limit: int = 1
                             .limit(limit).with_for_update(skip_locked=True)).all()
     for case in warn_due:
         _warn(session, case, config=config, now=now, out=out)
+    top = min(config.policy.top_level, MAX_LEVEL)
     breached = session.exec(select(Case).where(col(Case.status).in_(open_list), col(Case.due_at) <= now,
-                                               Case.escalation_level < MAX_LEVEL)
+                                               Case.escalation_level < top)
                             .limit(limit).with_for_update(skip_locked=True)).all()
     for case in breached:
         _escalate(session, case, config=config, now=now, out=out)
+    for assigned in expire_claim_windows(session, now=now, config=config, limit=limit):
+        out.fallback.append(assigned.case_number)
+        out.notifications.extend(assigned.notifications)
+        out.events.extend(assigned.events)
     for closed in auto_close(session, now=now, config=config, limit=limit):
         out.auto_closed.append(closed.case_number)
+        out.notifications.extend(closed.notifications)
         out.events.extend(closed.events)
     stuck_before = now - timedelta(minutes=config.stuck_minutes)
     stuck = session.exec(select(Case).where(col(Case.status).in_(

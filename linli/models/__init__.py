@@ -12,6 +12,7 @@ from linli.models.cases import (
     Feedback,
     PhotoKind,
 )
+from linli.models.governance import ApiKey, CaseRouting, NotifyRoute, VolunteerClaim
 from linli.models.notifications import Notification, NotificationStatus
 from linli.models.people import Resident, ResidentKind, Staff, StaffRole, Volunteer
 from linli.models.places import Building, Community, Grid, StreetOffice
@@ -20,6 +21,7 @@ __all__ = [
     "Assignment", "Building", "Case", "CaseEvent", "CasePhoto", "CaseSource", "CaseStatus", "Category",
     "Community", "Feedback", "Grid", "Notification", "NotificationStatus", "PhotoKind", "Resident",
     "ResidentKind", "Staff", "StaffRole", "StreetOffice", "UTCDateTime", "Volunteer", "utcnow",
+    "ApiKey", "CaseRouting", "NotifyRoute", "VolunteerClaim",
 ]
 from linli.models.registry import (  # noqa: E402  (the registry issue's tables)
     AccessCredential,

@@ -18,8 +18,16 @@ from sqlmodel import Session, col, select
 from linli.auth import CurrentUser, grid_scope, require
 from linli.errors import AccessDenied, NotFound, ValidationError
 from linli.models import Building, Grid, Resident, ResidentKind, utcnow
-from linli.models.registry import AuditEntry, ChangeStatus, Household, RecordChange, ResidentDetail, ResidentTag
-from linli.privacy import mask_id_number, mask_name, mask_phone
+from linli.models.registry import (
+    AuditEntry,
+    ChangeStatus,
+    Household,
+    RecordChange,
+    ResidentDetail,
+    ResidentTag,
+    Vehicle,
+)
+from linli.privacy import mask_id_number, mask_name, mask_phone, mask_plate
 from linli.registry import PHONE
 from linli.settings import Settings
 
@@ -138,6 +146,29 @@ def export_csv(session: Session, user: CurrentUser, *, unmasked: bool = False, r
         writer.writerow([row.id, name, phone, id_number, row.kind, row.building, row.household,
                          "1" if row.living_alone else "0"])
     audit(session, actor=user.actor, action="export", entity="resident",
+          detail=f"{len(rows)} rows, {'unmasked' if unmasked else 'masked'}", reason=reason)
+    return out.getvalue()
+
+
+def export_vehicles_csv(session: Session, user: CurrentUser, *, unmasked: bool = False, reason: str = "") -> str:
+    """Registered vehicles (of the user's grids) as CSV, plates masked unless the role and a reason allow; audited."""
+    require(user, "export")
+    if unmasked:
+        require(user, "export_unmasked")
+        reason = _reason(reason)
+    query = (select(Vehicle, Household).join(Household, col(Household.id) == Vehicle.household_id)
+             .join(Building, col(Building.id) == Household.building_id).order_by(col(Vehicle.id)))
+    grids = grid_scope(session, user)
+    if grids is not None:
+        query = query.where(col(Building.grid_id).in_(grids or [-1]))
+    rows = session.exec(query).all()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["plate", "household", "permit", "permit_until"])
+    for vehicle, household in rows:
+        writer.writerow([vehicle.plate if unmasked else mask_plate(vehicle.plate), household.code, vehicle.permit,
+                         vehicle.permit_until.isoformat() if vehicle.permit_until else ""])
+    audit(session, actor=user.actor, action="export", entity="vehicle",
           detail=f"{len(rows)} rows, {'unmasked' if unmasked else 'masked'}", reason=reason)
     return out.getvalue()
 

@@ -255,6 +255,12 @@ def test_exports_are_masked_unless_role_and_reason_allow(session: Session) -> No
     exports = session.exec(select(AuditEntry).where(AuditEntry.action == "export").order_by(AuditEntry.id)).all()
     assert [e.detail.split(", ")[1] for e in exports] == ["masked", "unmasked"]
     assert exports[1].reason == "公安协查函 2026-118"
+    plates = people.export_vehicles_csv(session, manager)
+    assert "皖A***45" in plates and "皖A12345" not in plates
+    assert "皖A12345" in people.export_vehicles_csv(session, admin, unmasked=True, reason="停车场核查")
+    worker = user(session, Role.grid_worker, staff_id=grid_worker_of(session, "HPY-G1"), name="gw-hpy")
+    with pytest.raises(AccessDenied):
+        people.export_vehicles_csv(session, worker)  # grid workers do not export
 
 
 def test_collection_changes_apply_or_wait_for_review_and_are_audited(session: Session) -> None:

@@ -49,9 +49,10 @@ if resident_id is not None and allowed(user, "edit_residents"):
         kind = st.selectbox(t("edit_kind", lang), kinds, index=kinds.index(row.kind), key="edit_kind",
                             format_func=lambda k: t(f"kind.{k}", lang))
         alone = st.checkbox(t("edit_alone", lang), value=row.living_alone, key="edit_alone")
+        hours = st.number_input(t("edit_watch_hours", lang), min_value=1, max_value=336, value=24, key="edit_hours")
         review = st.checkbox(t("edit_review", lang), value=True, key="edit_review")
         if st.form_submit_button(t("edit_submit", lang)):
-            changes: dict[str, object] = {"kind": kind, "living_alone": alone}
+            changes: dict[str, object] = {"kind": kind, "living_alone": alone, "watch_hours": int(hours)}
             if phone.strip():
                 changes["phone"] = phone.strip()
             try:
@@ -113,8 +114,12 @@ if allowed(user, "export"):
         try:
             with db.session_scope() as session:
                 st.session_state["export_csv"] = people.export_csv(session, user, unmasked=unmasked, reason=reason)
+                st.session_state["export_vehicles"] = people.export_vehicles_csv(session, user, unmasked=unmasked,
+                                                                                 reason=reason)
         except LinliError as err:
             shown_error(err)
     if st.session_state.get("export_csv"):
         st.download_button(t("export_download", lang), st.session_state["export_csv"], file_name="residents.csv",
                            mime="text/csv")
+        st.download_button(t("export_vehicles", lang), st.session_state["export_vehicles"],
+                           file_name="vehicles.csv", mime="text/csv")

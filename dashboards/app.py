@@ -17,5 +17,9 @@ pages = [
     st.Page("pages/processes.py", title=t("nav_processes", lang), icon=":material/schema:"),
     st.Page("pages/report.py", title=t("nav_report", lang), icon=":material/photo_camera:"),
     st.Page("pages/work.py", title=t("nav_work", lang), icon=":material/handyman:"),
+    st.Page("pages/devices.py", title=t("nav_devices", lang), icon=":material/sensors:"),
+    st.Page("pages/alarms.py", title=t("nav_alarms", lang), icon=":material/notifications_active:"),
+    st.Page("pages/records.py", title=t("nav_records", lang), icon=":material/door_front:"),
+    st.Page("pages/datahub.py", title=t("nav_datahub", lang), icon=":material/cloud_upload:"),
 ]
 st.navigation(pages).run()

@@ -35,6 +35,7 @@ app.add_typer(api_app, name="api")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(work_app, name="work")
 app.add_typer(policy_app, name="policy")
+app.add_typer(__import__("linli.cli_devices", fromlist=["cli_devices"]).device_commands)  # ingest, simulate, devices
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")

@@ -133,6 +133,7 @@ def start_stack(settings: Settings, group: ProcessGroup, *, with_dashboard: bool
     subprocess.run([sys.executable, "-m", "blocks.governance"], env=env, check=False, timeout=120,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     group.start("flows", [sys.executable, "-m", "flows.serve"], env)
+    __import__("linli.demo_devices", fromlist=["start_devices"]).start_devices(settings, group, env, announce)
     if with_dashboard:
         group.start("dashboard", [sys.executable, "-m", "streamlit", "run", str(dashboard_script()),
                                   "--server.address", "127.0.0.1", "--server.port", str(settings.dashboard.port),

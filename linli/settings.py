@@ -108,7 +108,8 @@ class DagSettings(BaseModel):
     definitions_dir: Path = Field(
         default=REPO_ROOT / "flows" / "dags", description="Folder of the shipped DAG definitions (*.yaml).")
     task_modules: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["tasks.cases", "tasks.messages", "tasks.community"],
+        default_factory=lambda: ["tasks.cases", "tasks.messages", "tasks.community", "tasks.devices",
+                                 "tasks.datahub"],
         description="Comma-separated Python modules whose tasks DAG steps can use (they register on import).",
     )
 
@@ -129,6 +130,36 @@ class GovernanceSettings(BaseModel):
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port of `linli api` (binds 127.0.0.1).")
     photo_url_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600,
                                    description="How long a presigned photo URL given to staff stays valid.")
+
+
+class DevicesSettings(BaseModel):
+    """Devices: the ingest service, alarms' fast path, polling and downlink commands."""
+
+    shared_group: str = Field(default="linli-ingest", description="MQTT 5 shared-subscription group of the "
+                              "ingest replicas ($share/<group>/…); empty: a plain subscription.")
+    batch_size: int = Field(default=2000, ge=1, le=50000, description="Most messages written per transaction.")
+    batch_wait_seconds: float = Field(default=0.05, ge=0, le=5, description="How long a batch waits to fill up.")
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024, description="Larger payloads are dead-lettered.")
+    status_port: int = Field(default=0, ge=0, le=65535, description="Serve ingest counters as JSON on "
+                             "127.0.0.1:<port>; 0: off.")
+    alarm_rules_block: str = Field(default="default", description="Name of the alarm-rules block ingest reads "
+                                   "(defaults from the registry when it does not exist).")
+    rules_refresh_seconds: float = Field(default=60, ge=5, description="How often ingest re-reads the rules block.")
+    command_timeout_seconds: float = Field(default=30, gt=0, description="A command without cmd_ack after this "
+                                           "long is marked timed out.")
+    low_battery_percent: int = Field(default=20, ge=1, le=100, description="Battery at or below this is low.")
+    offline_factor: float = Field(default=2, ge=1, description="Silent for this many heartbeat intervals: offline.")
+
+
+class DatahubSettings(BaseModel):
+    """Pushes of access and vehicle records (and alarms) to the city data hub."""
+
+    batch_size: int = Field(default=500, ge=1, le=10000, description="Most records per push request.")
+    max_attempts: int = Field(default=5, ge=1, description="Failed attempts of a batch before it is parked.")
+    backoff_seconds: float = Field(default=2, gt=0, description="First retry delay; doubles each attempt.")
+    timeout_seconds: float = Field(default=10, gt=0, description="Give up on one push request after this long.")
+    demo_receiver_port: int = Field(default=8766, ge=1, le=65535, description="Port of the demo's local "
+                                    "data-hub receiver (127.0.0.1).")
 
 
 class Settings(BaseSettings):
@@ -154,6 +185,8 @@ class Settings(BaseSettings):
     loop: LoopSettings = Field(default_factory=LoopSettings)
     dag: DagSettings = Field(default_factory=DagSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
+    devices: DevicesSettings = Field(default_factory=DevicesSettings)
+    datahub: DatahubSettings = Field(default_factory=DatahubSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

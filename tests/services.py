@@ -48,10 +48,27 @@ def ensure_browser() -> str:
     return "chromium not available (not root or no apt-get): the browser test is skipped, with this reason"
 
 
+def ensure_mosquitto() -> str:
+    """Install Debian's mosquitto for the device tests when it is missing and we may (root, apt-get)."""
+    from tests.mqtt_broker import mosquitto_path
+
+    if mosquitto_path():
+        return f"mosquitto found ({mosquitto_path()}): device tests start their own broker on a free port"
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for args in (["apt-get", "install", "-y", "-q", "mosquitto"], ["apt-get", "update", "-q"],
+                     ["apt-get", "install", "-y", "-q", "mosquitto"]):
+            subprocess.run(args, capture_output=True, env=env, timeout=900)
+            if args[1] == "install" and mosquitto_path():
+                return "mosquitto installed: device tests start their own broker on a free port"
+    return "mosquitto not available (not root or no apt-get): the MQTT device tests are skipped, with this reason"
+
+
 def main() -> int:
     """Print one line per service the suite uses."""
     print(f"[linli test services] {ensure_postgres()}")
     print(f"[linli test services] {ensure_browser()}")
+    print(f"[linli test services] {ensure_mosquitto()}")
     return 0
 
 

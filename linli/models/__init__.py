@@ -23,3 +23,26 @@ __all__ = [
     "ResidentKind", "Staff", "StaffRole", "StreetOffice", "UTCDateTime", "Volunteer", "utcnow",
     "ApiKey", "CaseRouting", "NotifyRoute", "VolunteerClaim",
 ]
+from linli.models.devices import (  # noqa: E402  (appended by the devices issue)
+    AccessRecord,
+    Alarm,
+    AlarmSeverity,
+    AlarmStatus,
+    CommandStatus,
+    DeadLetter,
+    Device,
+    DeviceCommand,
+    DeviceEvent,
+    DeviceState,
+    EndpointCursor,
+    OutboxRecord,
+    ParkedRecord,
+    Telemetry,
+    VehicleRecord,
+)
+
+__all__ += [
+    "AccessRecord", "Alarm", "AlarmSeverity", "AlarmStatus", "CommandStatus", "DeadLetter", "Device",
+    "DeviceCommand", "DeviceEvent", "DeviceState", "EndpointCursor", "OutboxRecord", "ParkedRecord", "Telemetry",
+    "VehicleRecord",
+]

@@ -1,0 +1,255 @@
+"""Pushes to the city data hub (一次采集，多方使用): outbox → per-endpoint cursor → HTTP, with a field policy.
+
+Records (access, vehicle) are written to ``datahub_outbox`` in the same transaction as the record
+itself (linli.devices.writer). `push_batch` sends the next batch after an endpoint's cursor:
+
+- the field policy masks or drops personal fields (ID numbers, plates …) before anything leaves;
+- the body is rendered from the endpoint's Jinja2 template (sandboxed: admins type it) with the
+  records, each carrying its ``idempotency_key``; the request carries an ``Idempotency-Key`` header
+  for the batch, so a receiver can drop a batch it has already taken;
+- a 2xx moves the cursor; a failure is retried with exponential backoff; after `max_attempts`
+  failures the batch is parked (``datahub_parked``, replayable) and staff are alerted, so one
+  poisoned batch never blocks the rest. Delivery is at least once: a crash after the receiver
+  answered and before the cursor moved sends that batch again, with the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel, Field, SecretStr
+from sqlalchemy import Engine, insert
+from sqlmodel import Session, col, select
+
+from linli import notify
+from linli.errors import ConfigurationError, LinliError
+from linli.models import EndpointCursor, OutboxRecord, ParkedRecord, Staff, StaffRole, utcnow
+from linli.privacy import mask_id_number, mask_phone, mask_plate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATE = '{"source": "linli", "endpoint": {{ endpoint | tojson }}, "records": {{ records | tojson }}}'
+FieldAction = Literal["keep", "mask", "drop"]
+
+
+def _mask_credential(value: Any, record: dict[str, Any]) -> Any:
+    if record.get("method") == "id_card":
+        return mask_id_number(str(value))
+    return mask_phone(str(value))  # cards, QR tokens, app refs: first 3 and last 4 visible at most
+
+
+MASKS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+    "plate": lambda value, _r: mask_plate(str(value)),
+    "credential_ref": _mask_credential,
+    "id_number": lambda value, _r: mask_id_number(str(value)),
+    "phone": lambda value, _r: mask_phone(str(value)),
+}
+
+
+class EndpointConfig(BaseModel):
+    """One data-hub endpoint (what the data-hub endpoint block holds)."""
+
+    name: str = Field(min_length=1, max_length=80, description="Cursor and status are kept under this name.")
+    url: str = Field(description="Where batches are POSTed.")
+    auth_header: str = Field(default="Authorization", description="Header that carries the secret.")
+    auth_value: SecretStr = Field(default=SecretStr(""), description="e.g. 'Bearer …'; empty for none.")
+    kinds: list[str] = Field(default_factory=lambda: ["access", "vehicle"], description="Record kinds to push.")
+    payload_template: str = Field(default=DEFAULT_TEMPLATE, description="Jinja2 template of the JSON body; "
+                                  "sees `records` (list of dicts) and `endpoint` (the name).")
+    field_policy: dict[str, FieldAction] = Field(
+        default_factory=lambda: {"credential_ref": "mask", "plate": "mask"},
+        description="Per field: keep, mask or drop. Fields not named are kept.")
+    batch_size: int = Field(default=500, ge=1, le=10000)
+    max_attempts: int = Field(default=8, ge=1, description="Failed attempts of a batch before it is parked.")
+    backoff_seconds: float = Field(default=2, gt=0, description="First retry delay; doubles, at most 60 s.")
+    timeout_seconds: float = Field(default=10, gt=0)
+
+
+def apply_policy(record: dict[str, Any], policy: dict[str, FieldAction]) -> dict[str, Any]:
+    """The record with each field kept, masked or dropped as the policy says."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        action = policy.get(key, "keep")
+        if action == "drop":
+            continue
+        if action == "mask" and value is not None:
+            mask = MASKS.get(key)
+            if mask is None:
+                raise ConfigurationError(f"no masking rule for field {key!r}",
+                                         hint=f"mask one of {', '.join(MASKS)}, or drop the field")
+            value = mask(value, record)
+        out[key] = value
+    return out
+
+
+_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_ENV.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
+
+
+def render_body(template: str, records: list[dict[str, Any]], endpoint: str) -> bytes:
+    """The request body from the endpoint's template; ConfigurationError if it is broken or not JSON."""
+    try:
+        text = _ENV.from_string(template).render(records=records, endpoint=endpoint)
+        json.loads(text)
+    except (jinja2.TemplateError, ValueError) as err:
+        raise ConfigurationError(f"payload template of endpoint {endpoint!r} does not give JSON: {err}",
+                                 hint="fix the template in the data-hub endpoint block") from err
+    return text.encode()
+
+
+@dataclass
+class PushResult:
+    """What one push attempt did."""
+
+    endpoint: str
+    sent: int = 0
+    parked: int = 0
+    failed: bool = False
+    waiting: bool = False  # in backoff, nothing tried
+    caught_up: bool = False
+    error: str = ""
+    alerts: list[int] | None = None
+
+
+def cursor_for(session: Session, endpoint: str) -> EndpointCursor:
+    """The endpoint's cursor row, created at 0 the first time."""
+    cursor = session.exec(select(EndpointCursor).where(EndpointCursor.endpoint == endpoint)
+                          .with_for_update()).first()
+    if cursor is None:
+        session.add(EndpointCursor(endpoint=endpoint))
+        session.flush()
+        cursor = session.exec(select(EndpointCursor).where(EndpointCursor.endpoint == endpoint)).one()
+    return cursor
+
+
+def push_batch(engine: Engine, endpoint: EndpointConfig, *, client: httpx.Client, now: datetime | None = None,
+               templates_dir: Path | None = None, language: str = "zh") -> PushResult:
+    """Push the next batch after the endpoint's cursor (one HTTP request at most)."""
+    now = now or utcnow()
+    result = PushResult(endpoint.name)
+    with Session(engine, expire_on_commit=False) as session:
+        cursor = cursor_for(session, endpoint.name)
+        if cursor.next_attempt_at is not None and cursor.next_attempt_at > now:
+            result.waiting = True
+            return result
+        rows = session.exec(select(OutboxRecord).where(OutboxRecord.id > cursor.last_id,
+                                                       col(OutboxRecord.kind).in_(endpoint.kinds))
+                            .order_by(OutboxRecord.id).limit(endpoint.batch_size)).all()  # type: ignore[arg-type]
+        if not rows:
+            result.caught_up = True
+            session.commit()
+            return result
+        records = [apply_policy({**row.payload, "idempotency_key": row.idempotency_key}, endpoint.field_policy)
+                   for row in rows]
+        body = render_body(endpoint.payload_template, records, endpoint.name)
+        headers = {"Content-Type": "application/json",
+                   "Idempotency-Key": f"{endpoint.name}:{rows[0].id}-{rows[-1].id}"}
+        if endpoint.auth_value.get_secret_value():
+            headers[endpoint.auth_header] = endpoint.auth_value.get_secret_value()
+        try:
+            response = client.post(endpoint.url, content=body, headers=headers, timeout=endpoint.timeout_seconds)
+            error = "" if response.is_success else f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as err:
+            error = f"{type(err).__name__}: {err}"
+        last_id = rows[-1].id or 0
+        if not error:
+            cursor.last_id, cursor.delivered = last_id, cursor.delivered + len(rows)
+            cursor.failures, cursor.status, cursor.last_error, cursor.next_attempt_at = 0, "ok", "", None
+            result.sent = len(rows)
+        else:
+            cursor.failures += 1
+            cursor.last_error = error[:1000]
+            result.failed, result.error = True, error
+            if cursor.failures >= endpoint.max_attempts:
+                session.execute(insert(ParkedRecord), [
+                    {"endpoint": endpoint.name, "outbox_id": row.id, "attempts": cursor.failures,
+                     "error": error[:1000], "parked_at": now} for row in rows])
+                cursor.last_id, cursor.parked = last_id, cursor.parked + len(rows)
+                cursor.failures, cursor.status, cursor.next_attempt_at = 0, "parked", None
+                result.parked = len(rows)
+                if templates_dir is not None:
+                    result.alerts = _alert(session, endpoint.name, len(rows), error, templates_dir, language)
+            else:
+                delay = min(60.0, endpoint.backoff_seconds * 2 ** (cursor.failures - 1))
+                cursor.status, cursor.next_attempt_at = "retrying", now + timedelta(seconds=delay)
+        cursor.updated_at = now
+        session.add(cursor)
+        session.commit()
+    if result.failed:
+        log.warning("data hub %s: %s (%s)", endpoint.name, result.error, "parked" if result.parked else "will retry")
+    return result
+
+
+def _alert(session: Session, endpoint: str, count: int, error: str, templates_dir: Path, language: str) -> list[int]:
+    """Queue a 'records parked' notice for the street office's officers."""
+    ids = []
+    officers = session.exec(select(Staff).where(Staff.role == StaffRole.street_officer)).all()
+    for staff in officers:
+        row = notify.queue(session, kind="datahub_parked", target=f"staff:{staff.id}",
+                           template=notify.template_for("datahub_parked", language),
+                           context={"endpoint": endpoint, "count": count, "error": error[:300],
+                                    "recipient": {"name": staff.name}},
+                           language=language, case_id=None, templates_dir=templates_dir)
+        if row.id is not None:
+            ids.append(row.id)
+    return ids
+
+
+def replay_parked(session: Session, endpoint: str) -> int:
+    """Send an endpoint's parked records again: its cursor goes back to the first parked record.
+
+    Records after it that were delivered go again too, with the same idempotency keys, so the
+    receiver drops them; returns how many parked records were released (the caller commits).
+    """
+    parked = session.exec(select(ParkedRecord).where(ParkedRecord.endpoint == endpoint)).all()
+    for row in parked:
+        session.delete(row)
+    cursor = cursor_for(session, endpoint)
+    first = min((row.outbox_id for row in parked), default=None)
+    if first is not None:
+        cursor.last_id = min(cursor.last_id, first - 1)  # later records are sent again; keys make that harmless
+        cursor.parked -= len(parked)
+        cursor.status = "ok"
+        session.add(cursor)
+    return len(parked)
+
+
+def status(session: Session) -> list[dict[str, Any]]:
+    """Every endpoint's cursor and how far behind the outbox it is."""
+    latest = session.exec(select(OutboxRecord.id).order_by(col(OutboxRecord.id).desc()).limit(1)).first() or 0
+    rows = session.exec(select(EndpointCursor).order_by(EndpointCursor.endpoint)).all()
+    return [{"endpoint": c.endpoint, "status": c.status, "delivered": c.delivered, "parked": c.parked,
+             "behind": max(0, latest - c.last_id), "failures": c.failures, "last_error": c.last_error,
+             "updated_at": c.updated_at} for c in rows]
+
+
+def push_until_caught_up(engine: Engine, endpoint: EndpointConfig, *, client: httpx.Client,
+                         deadline_seconds: float = 50, templates_dir: Path | None = None,
+                         sleep: Callable[[float], None] | None = None) -> list[PushResult]:
+    """Push batch after batch until the endpoint is caught up, waiting out backoffs, for at most the deadline."""
+    sleep = sleep or time.sleep
+    stop_at = time.monotonic() + deadline_seconds
+    results: list[PushResult] = []
+    while time.monotonic() < stop_at:
+        try:
+            result = push_batch(engine, endpoint, client=client, templates_dir=templates_dir)
+        except LinliError as err:
+            log.error("data hub %s: %s", endpoint.name, err)
+            results.append(PushResult(endpoint.name, failed=True, error=str(err)))
+            break
+        results.append(result)
+        if result.caught_up:
+            break
+        if result.waiting or result.failed:
+            sleep(0.2)
+    return results

@@ -1,0 +1,75 @@
+"""The devices half of `linli demo`: a broker if none answers, ingest, a simulated fleet, and data-hub pushes.
+
+- MQTT: whatever answers at LINLI_MQTT__HOST:PORT, else a Mosquitto started here (when installed);
+- `linli ingest`: one replica;
+- `linli simulate`: 8 buildings × every device type at 20 msg/s, a life-safety alarm every 45 s,
+  2 devices falling silent after a minute (heartbeat 30 s, so they go offline on the dashboard
+  once the device-health flow runs);
+- a local data-hub receiver (`linli dev receiver`, its log shows each masked batch) and
+  `linli datahub push` feeding it every second.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from linli.demo import ProcessGroup
+from linli.settings import Settings
+
+LINLI = [sys.executable, "-c", "from linli.cli import app; app()"]
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _broker(settings: Settings, group: ProcessGroup, env: dict[str, str], announce: Callable[[str], None]) -> bool:
+    host, port = settings.mqtt.host, settings.mqtt.port
+    if _answers(host, port):
+        announce(f"MQTT broker found at {host}:{port}")
+        return True
+    binary = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
+    if binary is None:
+        announce("no MQTT broker and mosquitto is not installed: the devices part of the demo is off "
+                 "(apt-get install mosquitto)")
+        return False
+    config = settings.data_dir.resolve() / "mosquitto.conf"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    # max_queued_messages 0: the default (1000) drops QoS 1 messages for a slow subscriber.
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                      "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest stdout\n")
+    group.start("mosquitto", [binary, "-c", str(config)], env)
+    deadline = time.monotonic() + 10
+    while not _answers(host, port):
+        group.check()
+        if time.monotonic() > deadline:
+            announce(f"mosquitto did not start on {port}: the devices part of the demo is off")
+            return False
+        time.sleep(0.1)
+    announce(f"Mosquitto started on {host}:{port}")
+    return True
+
+
+def start_devices(settings: Settings, group: ProcessGroup, env: dict[str, str],
+                  announce: Callable[[str], None]) -> None:
+    """Start the broker (if needed), ingest, the device simulator and the data-hub push to a local receiver."""
+    if not _broker(settings, group, env, announce):
+        return
+    env = dict(env, LINLI_MQTT__HOST=settings.mqtt.host, LINLI_MQTT__PORT=str(settings.mqtt.port))
+    receiver = settings.datahub.demo_receiver_port
+    group.start("ingest", [*LINLI, "ingest", "--client-id", "linli-demo-ingest"], env)
+    group.start("datahub-receiver", [*LINLI, "dev", "receiver", "--port", str(receiver)], env)
+    group.start("device-simulator", [*LINLI, "simulate", "--buildings", "8", "--rate", "20", "--alarm-every", "45",
+                                     "--heartbeat", "30", "--mute", "2", "--mute-after", "60"], env)
+    group.start("datahub-push", [*LINLI, "datahub", "push", "--url", f"http://127.0.0.1:{receiver}/hub",
+                                 "--name", "demo-hub", "--seconds", "1000000000"], env)
+    announce(f"devices: ingest, simulator (120 devices), data-hub pushes to http://127.0.0.1:{receiver}/hub")

@@ -1,0 +1,229 @@
+"""The alarms' fast path: a new alarm notified straight from ingest, then a case opened and announced.
+
+Ingest hands new alarms over after its batch is committed; the work runs on a small thread pool
+so the writer never waits for Apprise or for case intake. For a life-safety alarm (gas, smoke,
+SOS, fall, fire host) the on-duty staff of the device's grid are notified first — through
+linli.notify's outbox and delivery — then, for any rule that opens cases, a case is filed through
+the loop's intake (source ``device_alarm``) and its ``linli.case.reported`` event emitted, so the
+governance flows take it from there. A throwing camera's snapshot is linked to the case as its
+photo and shown in the notification with a presigned URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from linli import notify
+from linli.devices.alarms import NewAlarm
+from linli.devices.registry import DEVICE_TYPES, SEVERITY_NAMES, alarm_name
+from linli.errors import LinliError
+from linli.events import CaseEventOut, EventBus
+from linli.loop import LoopConfig
+from linli.loop.intake import ReportIn, file_report
+from linli.models import (
+    Alarm,
+    Building,
+    CasePhoto,
+    CaseSource,
+    Community,
+    Device,
+    Grid,
+    Notification,
+    PhotoKind,
+    Staff,
+    StaffRole,
+    utcnow,
+)
+from linli.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+HEALTH_ALARMS = ("offline", "low_battery")  # the device's own health: maintenance cases
+RESPONDER_TEAM = "security"  # property security answer gas, smoke, SOS and fall alarms with the grid worker
+
+
+@dataclass
+class FastPathResult:
+    """What the fast path did for one alarm; the case is filed on another worker (`case` is its future)."""
+
+    alarm_id: int
+    notifications: list[int]
+    case: Future[int | None] | None = None
+
+    @property
+    def case_id(self) -> int | None:
+        """The case opened for the alarm (waits for it to be filed)."""
+        return self.case.result() if self.case is not None else None
+
+
+def responders(session: Session, device: Device) -> list[Staff]:
+    """On-duty staff for a device's alarm: its grid's worker and the community's security team.
+
+    With nobody on duty, the community's team leads, so an alarm is never sent to no one.
+    """
+    found: list[Staff] = []
+    if device.grid_id is not None:
+        grid = session.get(Grid, device.grid_id)
+        worker = session.get(Staff, grid.grid_worker_id) if grid and grid.grid_worker_id else None
+        if worker is not None and worker.on_duty:
+            found.append(worker)
+    found += session.exec(select(Staff).where(Staff.community_id == device.community_id, Staff.team == RESPONDER_TEAM,
+                                              Staff.on_duty == True, Staff.level == 0)  # noqa: E712
+                          .order_by(Staff.id)).all()
+    if not found:
+        found = list(session.exec(select(Staff).where(Staff.community_id == device.community_id,
+                                                      Staff.role == StaffRole.team_lead).order_by(Staff.id)).all())
+    return list({staff.id: staff for staff in found}.values())
+
+
+def place(session: Session, device: Device) -> tuple[Community, Building | None]:
+    """The community and building of a device."""
+    community = session.get(Community, device.community_id)
+    assert community is not None  # a foreign key
+    building = session.get(Building, device.building_id) if device.building_id is not None else None
+    return community, building
+
+
+class AlarmFastPath:
+    """Notifies, opens cases and announces them for new alarms, off the ingest writer's thread."""
+
+    def __init__(self, engine: Engine, *, notifier: notify.Notifier, global_urls: list[str], config: LoopConfig,
+                 bus: EventBus, store: ObjectStore | None = None, workers: int = 4) -> None:
+        self.engine = engine
+        self.notifier = notifier
+        self.global_urls = global_urls
+        self.config = config
+        self.bus = bus
+        self.store = store
+        # Notices have their own workers: filing a case is slower and must never hold a notice back.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alarm-notify")
+        self._cases = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-case")
+
+    def submit(self, alarms: list[NewAlarm]) -> list[Future[FastPathResult | None]]:
+        """Handle each alarm on the pool (life-safety ones first); returns the futures."""
+        ordered = sorted(alarms, key=lambda a: not (a.rule.life_safety or a.rule.notify))
+        submitted = time.perf_counter()
+        return [self._pool.submit(self.handle, alarm, submitted) for alarm in ordered]
+
+    def close(self) -> None:
+        """Finish what was submitted."""
+        self._pool.shutdown(wait=True)  # first: its workers may still hand cases over
+        self._cases.shutdown(wait=True)
+
+    def handle(self, new: NewAlarm, submitted: float | None = None) -> FastPathResult | None:
+        """Notify (life safety), then open and announce a case; errors are logged, never raised."""
+        try:
+            urgent = new.rule.life_safety or new.rule.notify
+            started = time.perf_counter()
+            notifications = self.notify(new.alarm_id) if urgent else []
+            if urgent:
+                log.info("alarm %s: waited %.0f ms for a worker, notified in %.0f ms", new.alarm_id,
+                         (started - (submitted or started)) * 1000, (time.perf_counter() - started) * 1000)
+            case = self._cases.submit(self._file, new, notifications) if new.rule.opens_case else None
+            return FastPathResult(new.alarm_id, notifications, case)
+        except LinliError as err:
+            log.error("alarm %s: fast path failed: %s", new.alarm_id, err)
+        except Exception:  # a bug here must not kill the pool thread; ingest goes on
+            log.exception("alarm %s: fast path failed", new.alarm_id)
+        return None
+
+    def _file(self, new: NewAlarm, notifications: list[int]) -> int | None:
+        try:
+            return self.open_case(new.alarm_id, new.rule.category, notifications)
+        except LinliError as err:
+            log.error("alarm %s: no case opened: %s", new.alarm_id, err)
+        except Exception:
+            log.exception("alarm %s: no case opened", new.alarm_id)
+        return None
+
+    def _context(self, session: Session, alarm: Alarm, device: Device) -> dict[str, object]:
+        lang = self.config.language
+        community, building = place(session, device)
+        floor = f"{device.floor}层" if device.floor is not None and lang == "zh" else (
+            f"floor {device.floor}" if device.floor is not None else "")
+        spec = DEVICE_TYPES.get(device.device_type)
+        snapshot_url = self.store.url(alarm.snapshot_key) if alarm.snapshot_key and self.store else ""
+        severity = SEVERITY_NAMES.get(str(alarm.severity), (str(alarm.severity),) * 2)
+        return {
+            "id": alarm.id, "type": alarm.alarm_type, "name": alarm_name(alarm.alarm_type, lang),
+            "severity": str(alarm.severity), "severity_label": severity[1] if lang == "en" else severity[0],
+            "device_code": device.code, "device_name": device.name,
+            "device_type": (spec.name_en if lang == "en" else spec.name_zh) if spec else device.device_type,
+            "location": " ".join(p for p in (community.name, building.name if building else "", floor) if p),
+            "at": notify.format_local(alarm.first_at, self.config.timezone), "message": alarm.message,
+            "snapshot_url": snapshot_url,
+        }
+
+    def notify(self, alarm_id: int) -> list[int]:
+        """Queue and deliver the alarm to every responder; returns the notification ids."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            alarm = session.get(Alarm, alarm_id)
+            device = session.get(Device, alarm.device_id) if alarm else None
+            if alarm is None or device is None:
+                return []
+            context = self._context(session, alarm, device)
+            ids = []
+            for staff in responders(session, device):
+                row = notify.queue(session, kind="alarm", target=f"staff:{staff.id}",
+                                   template=notify.template_for("alarm", self.config.language),
+                                   context={"alarm": context, "recipient": {"name": staff.name}},
+                                   language=self.config.language, case_id=None,
+                                   templates_dir=self.config.templates_dir)
+                assert row.id is not None
+                ids.append(row.id)
+            session.commit()
+            notify.deliver(session, ids, notifier=self.notifier, global_urls=self.global_urls)
+            alarm.notified_at = utcnow()
+            session.add(alarm)
+            session.commit()
+            return ids
+
+    def open_case(self, alarm_id: int, category: str, notifications: list[int]) -> int | None:
+        """File a case for the alarm (linking its snapshot and notifications) and emit its event."""
+        case_id, events = open_alarm_case(self.engine, alarm_id, category, config=self.config, store=self.store,
+                                          notifications=notifications)
+        if events:
+            self.bus.emit(events)
+        return case_id
+
+
+def open_alarm_case(engine: Engine, alarm_id: int, category: str, *, config: LoopConfig,
+                    store: ObjectStore | None = None, notifications: list[int] | None = None,
+                    ) -> tuple[int | None, list[CaseEventOut]]:
+    """File a case for an alarm once (its snapshot as the case photo); returns the case id and events to emit."""
+    with Session(engine, expire_on_commit=False) as session:
+        alarm = session.get(Alarm, alarm_id)
+        device = session.get(Device, alarm.device_id) if alarm else None
+        if alarm is None or device is None or alarm.case_id is not None:
+            return (alarm.case_id if alarm else None), []
+        community, building = place(session, device)
+        lang = config.language
+        text = (f"设备告警：{alarm_name(alarm.alarm_type, 'zh')} — {device.name}（{device.code}）：{alarm.message}"
+                if lang == "zh" else
+                f"Device alarm: {alarm_name(alarm.alarm_type, 'en')} — {device.name} ({device.code}): "
+                f"{alarm.message}")
+        source = CaseSource.device_health if alarm.alarm_type in HEALTH_ALARMS else CaseSource.device_alarm
+        report = ReportIn(description=text[:2000], category=category, source=source,
+                          building=building.code if building else None,
+                          community=None if building else community.code)
+        result = file_report(session, report, config=config)
+        alarm.case_id = result.case_id
+        session.add(alarm)
+        if alarm.snapshot_key and store is not None:
+            size = len(store.get(alarm.snapshot_key))
+            session.add(CasePhoto(case_id=result.case_id, kind=PhotoKind.before, key=alarm.snapshot_key,
+                                  content_type="image/png" if alarm.snapshot_key.endswith(".png")
+                                  else "image/jpeg", size=size))
+        if notifications:
+            for row in session.exec(select(Notification).where(
+                    Notification.id.in_(notifications))).all():  # type: ignore[union-attr]
+                row.case_id = result.case_id
+                session.add(row)
+        session.commit()
+    log.info("alarm %s opened case %s", alarm_id, result.case_number)
+    return result.case_id, list(result.events)

@@ -1,0 +1,74 @@
+"""The alarm fast path with a real S3 server: a throwing camera's snapshot in the notification and the case."""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from linli.devices.fastpath import AlarmFastPath, responders
+from linli.devices.writer import BatchWriter, Incoming
+from linli.events import RecordingBus
+from linli.models import Alarm, CasePhoto, Device, Staff
+from linli.notify import RecordingNotifier
+from linli.storage import MinioObjectStore
+from tests.device_factories import devices, message
+from tests.factories import CONFIG
+from tests.s3server import S3Server, running_s3
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) for the module."""
+    with running_s3(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+def test_a_thrown_object_is_notified_with_a_presigned_snapshot_and_filed_with_it(
+        engine: Engine, session: Session, s3: S3Server) -> None:
+    devices(session, ("T-1", "throwing_camera"))
+    store = MinioObjectStore(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=SecretStr(s3.secret_key),
+                             bucket=f"linli-{uuid.uuid4().hex[:12]}", secure=False)
+    image = b"\xff\xd8\xff\xe0" + b"balcony" * 50 + b"\xff\xd9"
+    result = BatchWriter(engine, store=store).write([Incoming(*message(
+        "event", "throwing_camera", "T-1", {"id": "e1", "event": "object_thrown",
+                                            "snapshot": base64.b64encode(image).decode()}))])
+    notifier, bus = RecordingNotifier(), RecordingBus()
+    fast = AlarmFastPath(engine, notifier=notifier, global_urls=["json://127.0.0.1:9/x"], config=CONFIG, bus=bus,
+                         store=store)
+    outcome = [future.result(timeout=30) for future in fast.submit(result.new_alarms)]
+    fast.close()
+    assert outcome[0] is not None and outcome[0].case_id is not None
+    body = notifier.sent[0].body
+    found = re.search(r"http://\S+", body)
+    assert found, body
+    url = found.group(0)
+    assert httpx.get(url, timeout=10).content == image  # the presigned URL serves the snapshot
+    alarm = session.execute(select(Alarm)).scalar_one()
+    photo = session.execute(select(CasePhoto).where(CasePhoto.case_id == alarm.case_id)).scalar_one()
+    assert photo.key == alarm.snapshot_key and photo.size == len(image)
+    assert bus.names() == ["linli.case.reported"]
+
+
+def test_responders_are_the_grid_worker_and_security_on_duty(session: Session) -> None:
+    made = devices(session, ("S-1", "smoke"))
+    device = session.get(Device, made["S-1"].id)
+    assert device is not None
+    found = responders(session, device)
+    teams = sorted({s.team for s in found})
+    assert teams == ["community", "security"] and all(s.on_duty for s in found)
+    for staff in found:  # nobody on duty: the team leads still hear of it
+        staff.on_duty = False
+        session.add(staff)
+    session.commit()
+    fallback = responders(session, device)
+    assert fallback and all(s.role == "team_lead" for s in fallback)
+    assert all(isinstance(s, Staff) for s in fallback)

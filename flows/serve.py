@@ -11,7 +11,6 @@ import asyncio
 from prefect import serve
 
 from flows.deployments import current_definitions, dag_deployments
-from flows.devices import device_deployments
 from linli.dag.registry import load_task_modules
 from linli.settings import get_settings
 
@@ -23,8 +22,7 @@ def main() -> None:
     definitions = asyncio.run(current_definitions(settings.dag.definitions_dir, registry))
     # query_seconds=1: a triggered run starts within ~1 s of being scheduled instead of ~10 s.
     # limit=3: each run is a new Python process; more at once only thrash a small machine.
-    serve(*dag_deployments(definitions), *device_deployments(interval_seconds=30),
-          query_seconds=1, pause_on_shutdown=False, limit=3)
+    serve(*dag_deployments(definitions), query_seconds=1, pause_on_shutdown=False, limit=3)
 
 
 if __name__ == "__main__":

@@ -31,11 +31,11 @@ dev_app = typer.Typer(help="Tools for trying Linli locally.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 app.add_typer(case_app, name="case")
 app.add_typer(dev_app, name="dev")
-app.add_typer(__import__("linli.cli_devices", fromlist=["cli_devices"]).device_commands)  # ingest, simulate, devices
 app.add_typer(api_app, name="api")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(work_app, name="work")
 app.add_typer(policy_app, name="policy")
+app.add_typer(__import__("linli.cli_devices", fromlist=["cli_devices"]).device_commands)  # ingest, simulate, devices
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
@@ -369,7 +369,7 @@ def dev_receiver(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] =
 from linli.cli_dag import dag_app  # noqa: E402 — the sub-app imports this module's helpers
 
 app.add_typer(dag_app, name="dag")
-from linli.cli_people import PEOPLE_APPS  # noqa: E402  (import, user, patrol, notice)
+from linli.cli_people import PEOPLE_APPS  # noqa: E402  (import, user, patrol, notice, access, care)
 
 for _sub, _name in PEOPLE_APPS:
     app.add_typer(_sub, name=_name)

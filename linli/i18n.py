@@ -32,6 +32,22 @@ MESSAGES: dict[str, dict[str, str]] = {
                            "en": "Saved the override of {name}: it takes effect on the next run."},
     "dag_written": {"zh": "已写入 {path}", "en": "Wrote {path}"},
     "dag_no_tasks": {"zh": "没有注册任何任务。", "en": "No tasks are registered."},
+    "api_listening": {"zh": "Open311 接口已启动：{url}（Ctrl-C 停止）",
+                      "en": "Open311 API listening on {url} (Ctrl-C to stop)"},
+    "apikey_created": {"zh": "已为 {name} 创建接口密钥（只显示这一次，请妥善保存）：",
+                       "en": "API key for {name} (shown only this once; keep it safe):"},
+    "policy_ok": {"zh": "治理策略有效：{path}", "en": "The governance policy is valid: {path}"},
+    "ingest_running": {"zh": "数据接入服务已启动：{host}:{port}（客户端 {client}），按 Ctrl-C 停止",
+                       "en": "Ingest running on {host}:{port} (client {client}); Ctrl-C stops it"},
+    "ingest_counters": {"zh": "已接收 {received}，已写入 {written}，重复 {duplicates}，死信 {dead_lettered}，"
+                              "告警 {alarms}，排队 {queued}，延迟 {lag_seconds} 秒",
+                        "en": "received {received}, written {written}, duplicates {duplicates}, "
+                              "dead-lettered {dead_lettered}, alarms {alarms}, queued {queued}, lag {lag_seconds} s"},
+    "devices_imported": {"zh": "已导入 {count} 台设备", "en": "Imported {count} devices"},
+    "simulating": {"zh": "模拟 {devices} 台设备，每秒 {rate} 条消息",
+                   "en": "Simulating {devices} devices at {rate} msg/s"},
+    "simulated": {"zh": "模拟结束：{seconds} 秒内发送 {sent} 条",
+                  "en": "Simulation done: {sent} messages in {seconds} s"},
     "import_line": {"zh": "行号", "en": "Line"},
     "import_field": {"zh": "字段", "en": "Field"},
     "import_problem": {"zh": "问题", "en": "Problem"},
@@ -51,22 +67,6 @@ MESSAGES: dict[str, dict[str, str]] = {
                       "en": "Resident {resident} is watched: {hours} hours without activity brings a welfare check"},
     "care_checked": {"zh": "居家养老巡查完成，新开探访工单：{cases}",
                      "en": "Care watch done; welfare checks opened: {cases}"},
-    "ingest_running": {"zh": "数据接入服务已启动：{host}:{port}（客户端 {client}），按 Ctrl-C 停止",
-                       "en": "Ingest running on {host}:{port} (client {client}); Ctrl-C stops it"},
-    "ingest_counters": {"zh": "已接收 {received}，已写入 {written}，重复 {duplicates}，死信 {dead_lettered}，"
-                              "告警 {alarms}，排队 {queued}，延迟 {lag_seconds} 秒",
-                        "en": "received {received}, written {written}, duplicates {duplicates}, "
-                              "dead-lettered {dead_lettered}, alarms {alarms}, queued {queued}, lag {lag_seconds} s"},
-    "devices_imported": {"zh": "已导入 {count} 台设备", "en": "Imported {count} devices"},
-    "simulating": {"zh": "模拟 {devices} 台设备，每秒 {rate} 条消息",
-                   "en": "Simulating {devices} devices at {rate} msg/s"},
-    "simulated": {"zh": "模拟结束：{seconds} 秒内发送 {sent} 条",
-                  "en": "Simulation done: {sent} messages in {seconds} s"},
-    "api_listening": {"zh": "Open311 接口已启动：{url}（Ctrl-C 停止）",
-                      "en": "Open311 API listening on {url} (Ctrl-C to stop)"},
-    "apikey_created": {"zh": "已为 {name} 创建接口密钥（只显示这一次，请妥善保存）：",
-                       "en": "API key for {name} (shown only this once; keep it safe):"},
-    "policy_ok": {"zh": "治理策略有效：{path}", "en": "The governance policy is valid: {path}"},
 }
 
 

@@ -108,7 +108,8 @@ class DagSettings(BaseModel):
     definitions_dir: Path = Field(
         default=REPO_ROOT / "flows" / "dags", description="Folder of the shipped DAG definitions (*.yaml).")
     task_modules: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["tasks.cases", "tasks.messages", "tasks.community", "tasks.people"],
+        default_factory=lambda: ["tasks.cases", "tasks.messages", "tasks.community", "tasks.devices",
+                                 "tasks.datahub", "tasks.people"],
         description="Comma-separated Python modules whose tasks DAG steps can use (they register on import).",
     )
 
@@ -118,8 +119,6 @@ class DagSettings(BaseModel):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
-
-
 class GovernanceSettings(BaseModel):
     """Where the governance policy lives (a Prefect block admins edit) and the intake API."""
 
@@ -131,36 +130,6 @@ class GovernanceSettings(BaseModel):
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port of `linli api` (binds 127.0.0.1).")
     photo_url_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600,
                                    description="How long a presigned photo URL given to staff stays valid.")
-
-
-class PeopleSettings(BaseModel):
-    """The registry's safeguards: retention periods, the care watch, access credentials, logins."""
-
-    closed_case_retention_days: int = Field(
-        default=365, ge=1, description="Closed cases older than this lose their reporter's personal data.")
-    telemetry_retention_days: int = Field(default=90, ge=1, description="Device telemetry older than this is deleted.")
-    access_retention_days: int = Field(
-        default=180, ge=1, description="Access and vehicle records older than this are deleted.")
-    patrol_retention_days: int = Field(default=365, ge=1, description="Patrol scans older than this are deleted.")
-    audit_retention_days: int = Field(default=3 * 365, ge=30, description="Audit lines older than this are deleted.")
-    care_watch_hours: int = Field(
-        default=24, ge=1, description="Default silence (hours) before a welfare check for a resident living alone.")
-    face_unused_days: int = Field(
-        default=15, ge=1, description="Face credentials unused this long are voided; the resident re-enrols.")
-    face_failures: int = Field(
-        default=3, ge=2, description="Face failures at a gate within `face_failure_minutes` that trigger a notice.")
-    face_failure_minutes: int = Field(default=5, ge=1, description="The window for counting face failures.")
-    session_hours: int = Field(default=12, ge=1, description="How long a dashboard login lasts.")
-    voice_urls: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated Apprise URLs of a voice/SMS service: welfare checks also "
-        "ring the grid worker through them (residents without smartphones get a voice URL as contact_url).")
-
-    @field_validator("voice_urls", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
 
 class DevicesSettings(BaseModel):
@@ -193,6 +162,36 @@ class DatahubSettings(BaseModel):
                                     "data-hub receiver (127.0.0.1).")
 
 
+class PeopleSettings(BaseModel):
+    """The registry's safeguards: retention periods, the care watch, access credentials, logins."""
+
+    closed_case_retention_days: int = Field(
+        default=365, ge=1, description="Closed cases older than this lose their reporter's personal data.")
+    telemetry_retention_days: int = Field(default=90, ge=1, description="Device telemetry older than this is deleted.")
+    access_retention_days: int = Field(
+        default=180, ge=1, description="Access and vehicle records older than this are deleted.")
+    patrol_retention_days: int = Field(default=365, ge=1, description="Patrol scans older than this are deleted.")
+    audit_retention_days: int = Field(default=3 * 365, ge=30, description="Audit lines older than this are deleted.")
+    care_watch_hours: int = Field(
+        default=24, ge=1, description="Default silence (hours) before a welfare check for a resident living alone.")
+    face_unused_days: int = Field(
+        default=15, ge=1, description="Face credentials unused this long are voided; the resident re-enrols.")
+    face_failures: int = Field(
+        default=3, ge=2, description="Face failures at a gate within `face_failure_minutes` that trigger a notice.")
+    face_failure_minutes: int = Field(default=5, ge=1, description="The window for counting face failures.")
+    session_hours: int = Field(default=12, ge=1, description="How long a dashboard login lasts.")
+    voice_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated Apprise URLs of a voice/SMS service: welfare checks also "
+        "ring the grid worker through them (residents without smartphones get a voice URL as contact_url).")
+
+    @field_validator("voice_urls", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class Settings(BaseSettings):
     """Every Linli setting. Environment: LINLI_<GROUP>__<FIELD>, e.g. LINLI_DATABASE__URL."""
 
@@ -216,9 +215,9 @@ class Settings(BaseSettings):
     loop: LoopSettings = Field(default_factory=LoopSettings)
     dag: DagSettings = Field(default_factory=DagSettings)
     people: PeopleSettings = Field(default_factory=PeopleSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
     datahub: DatahubSettings = Field(default_factory=DatahubSettings)
-    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

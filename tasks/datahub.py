@@ -7,8 +7,10 @@ from prefect import task
 from pydantic import BaseModel
 
 from blocks.datahub import DatahubEndpoint
+from linli.dag.registry import register
 from linli.datahub import EndpointConfig, push_until_caught_up
 from linli.db import get_engine
+from linli.loop import StepResult
 from linli.settings import get_settings
 
 
@@ -45,3 +47,16 @@ async def push_endpoint(endpoint: EndpointConfig, deadline_seconds: float = 50) 
     return PushSummary(endpoint=endpoint.name, sent=sum(r.sent for r in results),
                        parked=sum(r.parked for r in results), failures=sum(1 for r in results if r.failed),
                        caught_up=bool(results and results[-1].caught_up), alerts=alerts)
+
+
+@register("datahub.push")
+@task(name="push every data-hub endpoint")
+async def push_all(endpoints: list[str] | None = None, deadline_seconds: float = 50) -> StepResult:
+    """Push each endpoint block (all, or those named) until caught up; parked batches' alerts come back to publish."""
+    chosen = await load_endpoints(endpoints or None)
+    pushed = [await push_endpoint(endpoint, deadline_seconds) for endpoint in chosen]
+    detail = "; ".join(f"{p.endpoint}: {p.sent} sent, {p.parked} parked{'' if p.caught_up else ', behind'}"
+                       for p in pushed) or "no data-hub endpoint blocks saved"
+    # case_id 0: not one case's step; `cases.publish` delivers the parked-batch alerts all the same
+    return StepResult(case_id=0, case_number="", status="", detail=detail,
+                      notifications=[i for p in pushed for i in p.alerts])

@@ -7,16 +7,18 @@ from typing import Any
 from prefect import task
 from pydantic import BaseModel, Field
 
+from linli.dag.registry import register
 from linli.db import get_engine, session_scope
 from linli.devices import commands
 from linli.devices.fastpath import open_alarm_case
 from linli.devices.health import sweep
 from linli.events import CaseEventOut
-from linli.loop import LoopConfig, StepResult
+from linli.loop import StepResult
 from linli.models import utcnow
 from linli.settings import get_settings
 from linli.storage import make_store
 from tasks.common import transient_only
+from tasks.policy import current_loop_config
 
 RETRY = {"retries": 3, "retry_delay_seconds": [1, 5, 15], "retry_condition_fn": transient_only}
 
@@ -42,6 +44,7 @@ class CommandSummary(BaseModel):
     result: dict[str, Any] = Field(default_factory=dict)
 
 
+@register("devices.sweep_health")
 @task(name="sweep device health", **RETRY)
 async def sweep_device_health() -> HealthSummary:
     """Offline devices (silent > factor × heartbeat), devices back, low batteries, expired commands."""
@@ -55,19 +58,21 @@ async def sweep_device_health() -> HealthSummary:
                          suspects=report.suspects, new_alarms=report.new_alarms, commands_timed_out=expired)
 
 
+@register("devices.open_alarm_cases")
 @task(name="open maintenance cases", **RETRY)
 async def open_alarm_cases(alarms: list[tuple[int, str]]) -> StepResult:
     """One case per new alarm (never twice); the events to announce them come back for `publish`."""
     settings = get_settings()
-    config, store, engine = LoopConfig.from_settings(settings), make_store(settings), get_engine()
+    config, store, engine = current_loop_config(), make_store(settings), get_engine()
     events: list[CaseEventOut] = []
     for alarm_id, category in alarms:
         _case_id, out = open_alarm_case(engine, alarm_id, category, config=config, store=store)
         events += out
-    # Main's loop passes StepResult (a pydantic dataclass) between tasks since the DAG layer landed.
+    # case_id 0: the result of several cases, announced by `cases.publish` like any step's
     return StepResult(case_id=0, case_number="", status="", detail=f"{len(events)} case(s) opened", events=events)
 
 
+@register("devices.send_command")
 @task(name="send device command", retries=2, retry_delay_seconds=[2, 5])
 async def send_command(device: str, command: str, args: dict[str, Any] | None = None, requested_by: str = "flow",
                        wait: bool = True) -> CommandSummary:
@@ -84,6 +89,7 @@ async def send_command(device: str, command: str, args: dict[str, Any] | None = 
                           result=row.result)
 
 
+@register("devices.read")
 @task(name="read suspect devices")
 async def read_devices(codes: list[str]) -> int:
     """Send a `read` to each device that has missed a heartbeat; an answer counts as being heard from."""

@@ -1,4 +1,4 @@
-"""The device-health flow through Prefect's test harness."""
+"""The device-health and data-hub DAGs through the generic runner, on Prefect's test harness."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from flows.devices import device_health
+from flows.dag_runner import run_dag
 from linli.models import Case, CaseSource, Device, DeviceState, utcnow
 from linli.settings import Settings
 from tests.device_factories import devices
@@ -31,10 +31,10 @@ def test_device_health_flow_opens_one_maintenance_case_per_offline_device(
     long_ago = utcnow() - timedelta(hours=3)
     session.execute(update(Device).values(state=DeviceState.online, last_seen=long_ago, battery=50))
     session.commit()
-    first = asyncio.run(device_health(poll_suspects=False))
-    second = asyncio.run(device_health(poll_suspects=False))
-    assert sorted(first.offline) == ["L-1", "M-1"] and len(first.new_alarms) == 2
-    assert second.offline == [] and second.new_alarms == []
+    first = asyncio.run(run_dag(dag="device-health", params={"poll_suspects": False}))
+    second = asyncio.run(run_dag(dag="device-health", params={"poll_suspects": False}))
+    assert first == {"sweep": "completed", "open_cases": "completed", "publish": "completed", "poll": "skipped"}
+    assert second["open_cases"] == "skipped" and second["publish"] == "skipped"  # nothing new: no second case
     cases = session.execute(select(Case)).scalars().all()
     assert len(cases) == 2 and {c.source for c in cases} == {CaseSource.device_health}
     assert made["M-1"].code in " ".join(c.description for c in cases)
@@ -43,7 +43,6 @@ def test_device_health_flow_opens_one_maintenance_case_per_offline_device(
 def test_datahub_push_flow_reads_the_endpoint_blocks(prefect_server: None, settings: Settings, engine: Engine,
                                                      session: Session) -> None:
     from blocks.datahub import DatahubEndpoint
-    from flows.datahub import datahub_push
     from linli.devices.writer import BatchWriter, Incoming
     from linli.receiver import NotificationReceiver
     from tests.device_factories import message
@@ -53,8 +52,9 @@ def test_datahub_push_flow_reads_the_endpoint_blocks(prefect_server: None, setti
         "id": f"a{i}", "event": "access", "method": "card", "credential_ref": f"CARD-{i:05d}"})) for i in range(5)])
     with NotificationReceiver() as receiver:
         DatahubEndpoint(url=f"{receiver.url}/hub", auth_value="Bearer t").save("test-hub", overwrite=True)
-        pushed = asyncio.run(datahub_push(endpoints=["test-hub"], deadline_seconds=10))
-    assert [(p.endpoint, p.sent, p.caught_up) for p in pushed] == [("test-hub", 5, True)]
+        steps = asyncio.run(run_dag(dag="datahub-push", params={"endpoints": ["test-hub"], "deadline_seconds": 10}))
+    assert steps == {"push": "completed", "alert": "skipped"}  # delivered: nothing parked, nobody alerted
+    assert len(receiver.messages) == 1
     records = receiver.messages[0]["json"]["records"]
     assert len(records) == 5 and all(r["credential_ref"].startswith("CAR") and "*" in r["credential_ref"]
                                      for r in records)

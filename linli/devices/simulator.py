@@ -177,13 +177,19 @@ class Generator:
 
 
 def publisher(host: str, port: int, client_id: str = "") -> mqtt.Client:
-    """A connected QoS 1 publisher with no limit on messages in flight or queued."""
+    """A connected QoS 1 publisher: many messages in flight (not more than MQTT's 16-bit ids allow), no queue cap."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"linli-sim-{uuid.uuid4().hex[:6]}",
                          protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(0)
+    client.max_inflight_messages_set(30000)  # 0 (unlimited) reuses a packet id still in flight past 65,535
     client.max_queued_messages_set(0)
+    connected = threading.Event()
+    client.on_connect = lambda *_args: connected.set()
     client.connect(host, port, keepalive=30)
     client.loop_start()
+    # Publishing before the CONNACK marks each message "not connected" (it still goes out later).
+    if not connected.wait(10):
+        client.loop_stop()
+        raise ConnectionError(f"no CONNACK from the MQTT broker at {host}:{port}")
     return client
 
 

@@ -1,7 +1,7 @@
 """devices, telemetry, alarms, commands, data-hub outbox
 
 Revision ID: 0003_devices
-Revises: 0004_governance
+Revises: 0002
 Create Date: 2026-11-25 16:47:53.678190
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 import linli.models.base
 
 revision: str = '0003_devices'
-down_revision: str | None = '0004_governance'
+down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """governance: api keys, case routing, volunteer claims, notify routes
 
 Revision ID: 0004_governance
-Revises: 0002
+Revises: 0003_devices
 Create Date: 2026-11-25 16:48:33.823792
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 import linli.models.base
 
 revision: str = '0004_governance'
-down_revision: str | None = '0002'
+down_revision: str | None = '0003_devices'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """people: registry, accounts, audit, announcements, patrols, access credentials, care watch
 
 Revision ID: 0006_people
-Revises: 0003_devices
+Revises: 0004_governance
 Create Date: 2026-11-25 17:44:48.586734
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 import linli.models.base
 
 revision: str = '0006_people'
-down_revision: str | None = '0003_devices'
+down_revision: str | None = '0004_governance'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

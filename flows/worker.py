@@ -62,7 +62,7 @@ class WarmWorker:
     """Register deployments and execute their flow runs in-process, at most `limit` at once."""
 
     def __init__(self, deployments: Sequence[tuple[RunnerDeployment, Flow[..., Any]]], *, limit: int = 8,
-                 poll_seconds: float = 1.0, grace_seconds: float = 30.0) -> None:
+                 poll_seconds: float = 1.0, grace_seconds: float = 10.0) -> None:
         self._served = list(deployments)
         self.limit = limit
         self.poll_seconds = poll_seconds

@@ -90,7 +90,7 @@ class PrefectSettings(BaseModel):
     worker_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often the in-process worker asks Prefect for due runs.")
     worker_grace_seconds: float = Field(
-        default=30.0, ge=0, description="On shutdown, how long running flow runs may take to finish before they "
+        default=10.0, ge=0, description="On shutdown, how long running flow runs may take to finish before they "
         "are stopped and marked Crashed.")
 
 

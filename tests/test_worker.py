@@ -254,3 +254,28 @@ def test_shutdown_lets_short_runs_finish_and_leaves_no_run_running(prefect_serve
     (late,) = _start_runs(target, 1)  # claimed by nobody once the worker stopped
     time.sleep(2)
     assert _call(lambda c: c.read_flow_run(late)).state.is_scheduled()
+
+
+def test_a_run_cancelled_in_prefect_is_stopped_and_ends_cancelled(prefect_server: None, dags: Path) -> None:
+    from prefect.states import Cancelling
+
+    name = _write(dags, """
+        name: warm-cancelled
+        params: {seconds: {type: number, default: 120}}
+        steps:
+          nap: {task: testing.sleep, with: {key: "cancel {{ params.seconds }}", seconds: "{{ params.seconds }}"}}
+          after: {task: testing.record, after: [nap], with: {label: never}}
+        """)
+    worker = _worker(dags, name)
+    with Running(worker):
+        target = _deployment_id(name)
+        (run_id,) = _start_runs(target, 1)
+        deadline = time.monotonic() + 60
+        while run_id not in worker._running and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert run_id in worker._running, "the run should be running before it is cancelled"
+        _call(lambda c: c.set_flow_run_state(run_id, Cancelling(message="from the UI"), force=True))
+        final = _wait_final([run_id], timeout=30)[run_id]
+    assert final.state is not None and final.state.is_cancelled(), final.state
+    assert dag_tasks.RECORDED == []  # the step after the nap never ran
+    assert worker.stats.finished == {"Cancelled": 1}

@@ -31,10 +31,21 @@ def main() -> None:
         # limit=3: each run is a new Python process; more at once only thrash a small machine.
         serve(*deployments, query_seconds=1, pause_on_shutdown=False, limit=3)
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _log_worker_to_stderr()
     WarmWorker([(deployment, run_dag) for deployment in deployments], limit=settings.prefect.worker_limit,
                poll_seconds=settings.prefect.worker_poll_seconds,
                grace_seconds=settings.prefect.worker_grace_seconds).run()
+
+
+def _log_worker_to_stderr() -> None:
+    # Prefect configures the root logger on import (basicConfig is then a no-op); give the worker's
+    # own lines (start, shutdown, peak memory every 100 runs) a handler so they reach the log.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+    worker_logger = logging.getLogger("linli.worker")
+    worker_logger.addHandler(handler)
+    worker_logger.setLevel(logging.INFO)
+    worker_logger.propagate = False
 
 
 if __name__ == "__main__":

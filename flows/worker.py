@@ -42,6 +42,7 @@ from prefect.utilities.callables import get_call_parameters, parameters_to_args_
 from prefect.utilities.engine import propose_state
 
 logger = logging.getLogger("linli.worker")
+_RECANCEL_SECONDS = 5.0
 
 
 @dataclass
@@ -71,7 +72,7 @@ class WarmWorker:
         self.stats = WorkerStats()
         self.ready = threading.Event()  # set once the deployments are registered and polling began
         self._running: dict[UUID, asyncio.Task[None]] = {}
-        self._cancelled: set[UUID] = set()
+        self._cancelled: dict[UUID, float] = {}  # run id → when the worker last cancelled its task
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
@@ -101,7 +102,7 @@ class WarmWorker:
                     logger.exception("Polling Prefect for flow runs failed; trying again")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.poll_seconds)
-            await self._drain(client)
+            await self._drain()
 
     async def _poll(self, client: PrefectClient) -> None:
         await self._honour_cancellations(client)
@@ -175,23 +176,29 @@ class WarmWorker:
         runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
             id=FlowRunFilterId(any_=list(self._running)),
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CANCELLING]))))
+        now = asyncio.get_running_loop().time()
         for run in runs:
             task = self._running.get(run.id)
-            if task is not None and run.id not in self._cancelled:
+            # Again after a while if the run goes on: a cancellation that lands while the engine is in a
+            # shielded step can be absorbed there.
+            if task is not None and now - self._cancelled.get(run.id, -_RECANCEL_SECONDS) >= _RECANCEL_SECONDS:
                 logger.info("Flow run %s was cancelled in Prefect; stopping it", run.id)
-                self._cancelled.add(run.id)
+                self._cancelled[run.id] = now
                 task.cancel()
 
-    async def _drain(self, client: PrefectClient) -> None:
+    async def _drain(self) -> None:
         """Let running runs finish within the grace period; cancel (and mark Crashed) what is left."""
         tasks = list(self._running.values())
         if not tasks:
             return
         logger.info("Waiting up to %g s for %d running flow run(s)", self.grace_seconds, len(tasks))
-        _done, pending = await asyncio.wait(tasks, timeout=self.grace_seconds or None)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        pending = set(tasks)
+        if self.grace_seconds > 0:
+            _done, pending = await asyncio.wait(tasks, timeout=self.grace_seconds)
+        while pending:  # a cancellation absorbed by a shielded step is repeated until the run stops
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=_RECANCEL_SECONDS)
 
     def run(self) -> None:
         """Serve until SIGINT or SIGTERM (the loop runs in a thread: Prefect's engine then leaves signals alone)."""

@@ -81,6 +81,17 @@ class PrefectSettings(BaseModel):
         default="",
         description="Database of the demo's Prefect server; empty: SQLite under LINLI_DATA_DIR/prefect.",
     )
+    runner: Literal["inprocess", "process"] = Field(
+        default="inprocess",
+        description="How `linli serve` runs the deployments' flow runs: 'inprocess' on one warm event loop "
+        "(flows/worker.py, ~0.2 s a run), or 'process' through Prefect's serve() (a new Python process a run).",
+    )
+    worker_limit: int = Field(default=8, ge=1, le=256, description="Flow runs one in-process worker runs at once.")
+    worker_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often the in-process worker asks Prefect for due runs.")
+    worker_grace_seconds: float = Field(
+        default=10.0, ge=0, description="On shutdown, how long running flow runs may take to finish before they "
+        "are stopped and marked Crashed.")
 
 
 class DashboardSettings(BaseModel):

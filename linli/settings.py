@@ -289,5 +289,8 @@ def apply_prefect_environment(settings: Settings) -> None:
     """Point this process's Prefect client at the configured API, offline (the CLI calls this first)."""
     env = prefect_environment(settings)
     os.environ.setdefault("PREFECT_HOME", env["PREFECT_HOME"])
+    # Prefect creates its home only if the parent exists; without this a first `linli …` in a new
+    # folder warns "Failed to create the Prefect home directory".
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     for key in ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK"):
         os.environ[key] = env[key]

@@ -15,20 +15,20 @@ lang = current_language()
 st.sidebar.caption(t("app_title", lang))
 # Each page with the action a role needs to see it.
 guarded = [
-    (st.Page("pages/overview.py", title=t("nav_overview", lang), icon=":material/dashboard:", default=True),
+    (st.Page("views/overview.py", title=t("nav_overview", lang), icon=":material/dashboard:", default=True),
      "view_overview"),
-    (st.Page("pages/flow_runs.py", title=t("nav_flows", lang), icon=":material/account_tree:"), "view_processes"),
-    (st.Page("pages/processes.py", title=t("nav_processes", lang), icon=":material/schema:"), "view_processes"),
-    (st.Page("pages/collection.py", title=t("nav_collection", lang), icon=":material/badge:"), "view_residents"),
-    (st.Page("pages/patrol.py", title=t("nav_patrol", lang), icon=":material/nightlight:"), "view_patrols"),
-    (st.Page("pages/announcements.py", title=t("nav_announcements", lang), icon=":material/campaign:"),
+    (st.Page("views/flow_runs.py", title=t("nav_flows", lang), icon=":material/account_tree:"), "view_processes"),
+    (st.Page("views/processes.py", title=t("nav_processes", lang), icon=":material/schema:"), "view_processes"),
+    (st.Page("views/collection.py", title=t("nav_collection", lang), icon=":material/badge:"), "view_residents"),
+    (st.Page("views/patrol.py", title=t("nav_patrol", lang), icon=":material/nightlight:"), "view_patrols"),
+    (st.Page("views/announcements.py", title=t("nav_announcements", lang), icon=":material/campaign:"),
      "view_announcements"),
-    (st.Page("pages/devices.py", title=t("nav_devices", lang), icon=":material/sensors:"), "view_devices"),
-    (st.Page("pages/alarms.py", title=t("nav_alarms", lang), icon=":material/notifications_active:"), "view_devices"),
-    (st.Page("pages/records.py", title=t("nav_records", lang), icon=":material/door_front:"), "view_records"),
-    (st.Page("pages/datahub.py", title=t("nav_datahub", lang), icon=":material/cloud_upload:"), "view_devices"),
-    (st.Page("pages/report.py", title=t("nav_report", lang), icon=":material/photo_camera:"), "file_on_behalf"),
-    (st.Page("pages/work.py", title=t("nav_work", lang), icon=":material/handyman:"), "work_cases"),
+    (st.Page("views/devices.py", title=t("nav_devices", lang), icon=":material/sensors:"), "view_devices"),
+    (st.Page("views/alarms.py", title=t("nav_alarms", lang), icon=":material/notifications_active:"), "view_devices"),
+    (st.Page("views/records.py", title=t("nav_records", lang), icon=":material/door_front:"), "view_records"),
+    (st.Page("views/datahub.py", title=t("nav_datahub", lang), icon=":material/cloud_upload:"), "view_devices"),
+    (st.Page("views/report.py", title=t("nav_report", lang), icon=":material/photo_camera:"), "file_on_behalf"),
+    (st.Page("views/work.py", title=t("nav_work", lang), icon=":material/handyman:"), "work_cases"),
 ]
 # Open mode (no accounts yet): the pages from before accounts existed.
 OPEN = {"view_overview", "view_processes", "view_devices", "view_records", "file_on_behalf", "work_cases"}

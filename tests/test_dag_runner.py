@@ -233,7 +233,7 @@ def test_the_processes_page_shows_the_graph_last_runs_and_each_steps_last_error(
     get_settings.cache_clear()
     app = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
     at = AppTest.from_file(str(app), default_timeout=30).run()
-    at.switch_page("pages/processes.py").run()
+    at.switch_page("views/processes.py").run()
     assert not at.exception, at.exception
     at.selectbox(key="process").select(name).run()
     assert any("cron 0 2 * * *" in m.value for m in at.metric)

@@ -115,4 +115,13 @@ def test_the_dashboard_in_chromium(settings: Settings, dashboard: str, tmp_path:
         # The flow-runs page says plainly that Prefect is not reachable.
         page.get_by_text("Flow runs", exact=True).click()
         expect(page.locator('[data-testid="stAlert"]')).to_contain_text("LINLI_PREFECT__API_URL", timeout=30_000)
+
+        # A deep link (a bookmarked page) still goes through app.py: its titled navigation and the
+        # language toggle, never Streamlit's own list of file names.
+        fresh = browser.new_page(viewport={"width": 1400, "height": 1000})
+        fresh.goto(f"{dashboard}/devices")
+        sidebar = fresh.locator('[data-testid="stSidebar"]')
+        expect(sidebar).to_contain_text("English", timeout=60_000)
+        expect(sidebar).to_contain_text("数据推送")
+        expect(sidebar).not_to_contain_text("datahub")
         browser.close()

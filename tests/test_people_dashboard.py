@@ -60,8 +60,8 @@ def test_a_grid_worker_sees_only_their_grid_masked(settings: Settings) -> None:
     setup_people(settings)
     at = signed_in("gw1")
     with pytest.raises(ValueError, match="Known pages"):
-        at.switch_page("pages/overview.py")  # street-wide case lists are not offered to a grid worker
-    at.switch_page("pages/collection.py").run()
+        at.switch_page("views/overview.py")  # street-wide case lists are not offered to a grid worker
+    at.switch_page("views/collection.py").run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert set(table["网格"]) == {"XFL-G1"}
@@ -78,7 +78,7 @@ def test_a_grid_worker_sees_only_their_grid_masked(settings: Settings) -> None:
 def test_a_manager_reveals_with_a_reason_and_it_is_audited(settings: Settings) -> None:
     setup_people(settings)
     at = signed_in("mgr")
-    at.switch_page("pages/collection.py").run()
+    at.switch_page("views/collection.py").run()
     with db.session_scope(db.engine_for(settings.database_url)) as session:
         zhang = session.exec(select(Resident).where(Resident.name == "张桂兰")).one()
     at.selectbox(key="resident").select(zhang.id).run()
@@ -98,7 +98,7 @@ def test_a_viewer_is_not_offered_the_registry_and_the_page_refuses_them_anyway(s
     at = signed_in("view")
     assert not at.exception, at.exception
     with pytest.raises(ValueError, match="Known pages") as refused:
-        at.switch_page("pages/collection.py")
+        at.switch_page("views/collection.py")
     assert "collection.py'" not in str(refused.value).split("Known pages")[1]
     # Opened directly with a viewer's session, the page itself refuses.
     page = AppTest.from_file(str(APP.parent / "pages" / "collection.py"), default_timeout=30)
@@ -110,7 +110,7 @@ def test_a_viewer_is_not_offered_the_registry_and_the_page_refuses_them_anyway(s
 def test_the_patrol_page_shows_todays_rounds(settings: Settings) -> None:
     setup_people(settings)
     at = signed_in("mgr")
-    at.switch_page("pages/patrol.py").run()
+    at.switch_page("views/patrol.py").run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert list(table["点位"]) == ["东门"] and list(table["状态"]) == ["❌ 漏巡"]

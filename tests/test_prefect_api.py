@@ -96,7 +96,7 @@ def test_flow_runs_page_lists_the_run(
     monkeypatch.setenv("LINLI_PREFECT__API_URL", prefect_api_url)
     get_settings.cache_clear()
     at = AppTest.from_file(str(APP), default_timeout=30).run()
-    at.switch_page("pages/flow_runs.py").run()
+    at.switch_page("views/flow_runs.py").run()
     assert not at.exception
     shown = "\n".join(str(frame.value.to_csv()) for frame in at.dataframe)
     assert "linli-test-hello" in shown and "hourly-hello" in shown
@@ -108,6 +108,6 @@ def test_flow_runs_page_explains_an_unreachable_server(settings: Settings, monke
     monkeypatch.setenv("LINLI_PREFECT__API_URL", f"http://127.0.0.1:{_free_port()}/api")
     get_settings.cache_clear()
     at = AppTest.from_file(str(APP), default_timeout=30).run()
-    at.switch_page("pages/flow_runs.py").run()
+    at.switch_page("views/flow_runs.py").run()
     assert not at.exception
     assert any("LINLI_PREFECT__API_URL" in w.value for w in at.warning)

@@ -59,7 +59,9 @@ def kpis(community_id: int | None) -> None:
 
 def duration_text(hours: float, lang: str) -> str:
     """Hours as "3.5 小时", or minutes below an hour — "0.0 小时" would hide a fast loop."""
-    return t("hours", lang, value=hours) if hours >= 1 else t("minutes", lang, value=hours * 60)
+    if hours >= 1:
+        return t("hours", lang, value=hours)
+    return t("minutes", lang, value=hours * 60) if hours * 60 >= 1 else t("under_a_minute", lang)
 
 
 @st.fragment(run_every=REFRESH)

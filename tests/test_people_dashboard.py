@@ -101,7 +101,7 @@ def test_a_viewer_is_not_offered_the_registry_and_the_page_refuses_them_anyway(s
         at.switch_page("views/collection.py")
     assert "collection.py'" not in str(refused.value).split("Known pages")[1]
     # Opened directly with a viewer's session, the page itself refuses.
-    page = AppTest.from_file(str(APP.parent / "pages" / "collection.py"), default_timeout=30)
+    page = AppTest.from_file(str(APP.parent / "views" / "collection.py"), default_timeout=30)
     page.session_state[TOKEN_KEY] = at.session_state[TOKEN_KEY]
     page.run()
     assert page.error and "无权" in page.error[0].value and not page.dataframe

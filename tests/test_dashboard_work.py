@@ -13,7 +13,7 @@ from linli.models import Case, CaseRouting, CaseSource, CaseStatus, Volunteer
 from linli.settings import Settings
 from tests.factories import CONFIG, a_case, seeded
 
-PAGES = Path(__file__).resolve().parents[1] / "dashboards" / "pages"
+PAGES = Path(__file__).resolve().parents[1] / "dashboards" / "views"
 
 
 def _page(name: str) -> AppTest:

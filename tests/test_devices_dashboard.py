@@ -20,7 +20,7 @@ from linli.settings import Settings, get_settings
 from tests.device_factories import devices, message
 from tests.mqtt_broker import mosquitto_path, run_broker
 
-PAGES = Path(__file__).resolve().parents[1] / "dashboards" / "pages"
+PAGES = Path(__file__).resolve().parents[1] / "dashboards" / "views"
 
 
 def _populate(engine: Engine, session: Session) -> None:

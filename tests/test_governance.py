@@ -22,6 +22,7 @@ from linli.models import (
     CaseEvent,
     CaseRouting,
     CaseStatus,
+    Grid,
     Notification,
     NotifyRoute,
     Staff,
@@ -213,6 +214,26 @@ def test_a_pool_case_is_offered_to_volunteers_with_the_skill_and_claimed(session
     session.refresh(case)
     assert case.status == CaseStatus.resolved
     assert session.exec(select(VolunteerClaim).where(VolunteerClaim.case_id == case.id)).one().active is False
+
+
+def test_pool_offers_go_to_volunteers_of_the_case_grid_or_the_whole_community(session: Session) -> None:
+    seeded(session)
+    first = _pool_case(session)  # XFL-B1, in the community's first grid
+    local, elsewhere = _sanitation_volunteers(session, first.community_id)[:1] + [
+        Volunteer(community_id=first.community_id, name="周志愿", skills="sanitation")]
+    other_grid = session.exec(select(Grid).where(Grid.community_id == first.community_id,
+                                                 Grid.id != first.grid_id)).first()
+    assert first.grid_id is not None and other_grid is not None
+    local.grid_id, elsewhere.grid_id = first.grid_id, other_grid.id
+    session.add_all([local, elsewhere])
+    session.commit()
+    case = _pool_case(session)
+    offered = set(session.exec(select(Notification.target).where(Notification.case_id == case.id,
+                                                                  Notification.kind == "offer")).all())
+    assert f"volunteer:{local.id}" in offered
+    assert f"volunteer:{elsewhere.id}" not in offered  # serves another grid
+    with pytest.raises(ValidationError, match="not offered to volunteer"):
+        claim(session, case.number, volunteer_id=elsewhere.id, config=CONFIG)
 
 
 def test_a_claim_on_a_taken_case_a_closed_window_or_without_the_skill_is_refused(session: Session) -> None:

@@ -115,10 +115,17 @@ def assign_staff(session: Session, case: Case, staff: Staff, *, why: str, actor:
 
 
 def eligible_volunteers(session: Session, case: Case, category_code: str) -> list[Volunteer]:
-    """Volunteers of the case's community who list the category among their skills."""
+    """Volunteers with the category among their skills who serve the case's grid (or its whole community)."""
     volunteers = session.exec(select(Volunteer).where(Volunteer.community_id == case.community_id)
                               .order_by(Volunteer.id)).all()
-    return [v for v in volunteers if category_code in {s.strip() for s in v.skills.split(",")}]
+    return [v for v in volunteers if serves(v, case, category_code)]
+
+
+def serves(volunteer: Volunteer, case: Case, category_code: str) -> bool:
+    """Whether a case of this category is offered to this volunteer: their skill, community and grid."""
+    return (category_code in {s.strip() for s in volunteer.skills.split(",")}
+            and volunteer.community_id == case.community_id
+            and (volunteer.grid_id is None or case.grid_id is None or volunteer.grid_id == case.grid_id))
 
 
 def ensure_route(session: Session, code: str, name: str, url: str) -> NotifyRoute:

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from linli.errors import Conflict, NotFound, ValidationError
 from linli.loop.common import LoopConfig, StepResult, category_of, get_case, queue_notice
-from linli.loop.dispatch import assign_staff, choose_assignee, routing_of
+from linli.loop.dispatch import assign_staff, choose_assignee, routing_of, serves
 from linli.models import (
     Assignment,
     Case,
@@ -65,8 +65,7 @@ def claim(session: Session, case_ref: int | str, *, volunteer_id: int, config: L
     if routing.pool_until is None or routing.pool_until <= now:
         raise Conflict(f"the claim window of case {case.number} has closed", hint="staff will take it")
     category = category_of(session, case)
-    if category.code not in {s.strip() for s in volunteer.skills.split(",")} or \
-            volunteer.community_id != case.community_id:
+    if not serves(volunteer, case, category.code):
         raise ValidationError(f"case {case.number} ({category.code}) is not offered to volunteer:{volunteer_id}",
                               field="volunteer", hint="volunteers claim cases of their skills in their community")
     cap = min(config.policy.claim.max_open_claims, volunteer.max_open_claims)

@@ -63,6 +63,8 @@ class Volunteer(SQLModel, table=True):
     __tablename__ = "volunteer"
     id: int | None = Field(default=None, primary_key=True)
     community_id: int = Field(foreign_key="community.id", index=True)
+    grid_id: int | None = Field(default=None, foreign_key="grid.id", index=True,
+                                description="The grid they serve; empty: any grid of their community.")
     name: str = Field(max_length=50)
     phone: str = Field(default="", max_length=20)
     skills: str = Field(default="", max_length=200, description="Comma-separated category codes.")

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
 from linli import db
+from linli.receiver import NotificationReceiver
 from linli.settings import Settings, get_settings
 from tests.services import reachable
 
@@ -96,6 +97,41 @@ def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("LINLI_NOTIFY__URLS", raising=False)
     get_settings.cache_clear()
     yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    """A temporary Prefect server (Prefect's test harness) shared by the tests of one module."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def receiver(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotificationReceiver]:
+    """A real HTTP receiver that every notification is also sent to (LINLI_NOTIFY__URLS)."""
+    with NotificationReceiver() as rx:
+        monkeypatch.setenv("LINLI_NOTIFY__URLS", rx.apprise_url())
+        get_settings.cache_clear()
+        yield rx
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def dags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder of shipped DAG definitions for this test, with only the testing.* tasks registered."""
+    from tests import dag_tasks
+
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    monkeypatch.setenv("LINLI_DAG__DEFINITIONS_DIR", str(folder))
+    monkeypatch.setenv("LINLI_DAG__TASK_MODULES", "tests.dag_tasks")
+    get_settings.cache_clear()
+    for recorded in (dag_tasks.RECORDED, dag_tasks.SPANS, dag_tasks.ATTEMPTS):
+        recorded.clear()
+    yield folder
     get_settings.cache_clear()
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
-from prefect.testing.utilities import prefect_test_harness
 
 from blocks.dag import DagDefinitionBlock
 from flows.dag_runner import DagRunFailed, run_dag
@@ -20,28 +18,6 @@ from flows.deployments import dag_deployment
 from linli.dag.validate import DagInvalid, load_text
 from linli.settings import get_settings
 from tests import dag_tasks
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    """A temporary Prefect server (the harness) for the runs in this module."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture
-def dags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A folder of shipped definitions for this test, with the testing.* tasks registered."""
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    monkeypatch.setenv("LINLI_DAG__DEFINITIONS_DIR", str(folder))
-    monkeypatch.setenv("LINLI_DAG__TASK_MODULES", "tests.dag_tasks")
-    get_settings.cache_clear()
-    dag_tasks.RECORDED.clear()
-    dag_tasks.SPANS.clear()
-    dag_tasks.ATTEMPTS.clear()
-    yield folder
-    get_settings.cache_clear()
 
 
 def _write(folder: Path, text: str) -> str:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
-from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -16,13 +13,6 @@ from flows.dag_runner import run_dag
 from linli.models import Case, CaseSource, Device, DeviceState, utcnow
 from linli.settings import Settings
 from tests.device_factories import devices
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    """A temporary Prefect server for the flows in this module."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def test_device_health_flow_opens_one_maintenance_case_per_offline_device(

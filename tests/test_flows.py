@@ -4,10 +4,7 @@ real HTTP receiver."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
-from prefect.testing.utilities import prefect_test_harness
 from sqlmodel import Session, col, select
 
 from flows.dag_runner import run_dag
@@ -20,23 +17,6 @@ from linli.models import Case, CaseEvent, CaseStatus, Notification, Notification
 from linli.receiver import NotificationReceiver
 from linli.settings import Settings, get_settings
 from tests.factories import a_case, seeded
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    """A temporary Prefect server (the harness) for the flows in this module."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture
-def receiver(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotificationReceiver]:
-    """A real HTTP receiver that every notification is also sent to (LINLI_NOTIFY__URLS)."""
-    with NotificationReceiver() as rx:
-        monkeypatch.setenv("LINLI_NOTIFY__URLS", rx.apprise_url())
-        get_settings.cache_clear()
-        yield rx
-    get_settings.cache_clear()
 
 
 def _run(dag: str, case_id: int | None = None, event: str = "") -> dict[str, str]:

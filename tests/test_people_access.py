@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import LargeBinary, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
@@ -226,13 +225,6 @@ def test_a_resident_not_living_alone_is_not_watched(engine: Engine, session: Ses
 
 
 # --- the DAGs in Prefect's test harness ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    """A temporary Prefect server for the DAG runs in this module."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture

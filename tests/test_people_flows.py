@@ -4,11 +4,8 @@ alerts the security lead through a real HTTP receiver; the retention purge anony
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
-from prefect.testing.utilities import prefect_test_harness
 from sqlmodel import Session, select
 
 from flows.dag_runner import run_dag
@@ -16,25 +13,8 @@ from linli.models import Case, CaseStatus, Staff, StaffRole, utcnow
 from linli.models.registry import AuditEntry, PatrolIssue
 from linli.patrol import CheckpointIn, create_route
 from linli.receiver import NotificationReceiver
-from linli.settings import Settings, get_settings
+from linli.settings import Settings
 from tests.factories import a_case, seeded
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    """A temporary Prefect server (the harness) for the flows in this module."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture
-def receiver(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotificationReceiver]:
-    """A real HTTP receiver every notification also goes to."""
-    with NotificationReceiver() as rx:
-        monkeypatch.setenv("LINLI_NOTIFY__URLS", rx.apprise_url())
-        get_settings.cache_clear()
-        yield rx
-    get_settings.cache_clear()
 
 
 def test_the_patrol_watch_dag_alerts_the_security_lead_of_a_skipped_checkpoint(

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import BlockDocumentUpdate
-from prefect.testing.utilities import prefect_test_harness
 from sqlmodel import Session, select
 
 from blocks.governance import GovernancePolicyBlock, load_policy, save_policy
@@ -19,13 +17,6 @@ from linli.policy import GovernancePolicy, Route, default_policy
 from linli.settings import Settings
 from tasks.policy import current_loop_config
 from tests.factories import a_case, seeded
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    """A temporary Prefect server for this module."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def _with_route(route: Route) -> GovernancePolicy:

@@ -9,45 +9,21 @@ import contextvars
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Scheduled
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.dag_runner import run_dag
 from flows.deployments import dag_deployment
 from flows.worker import WarmWorker
 from linli.dag.validate import load_text
-from linli.settings import get_settings
 from tests import dag_tasks
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    """A temporary Prefect server (the harness) for this module."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture
-def dags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A folder of shipped definitions for this test, with the testing.* tasks registered."""
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    monkeypatch.setenv("LINLI_DAG__DEFINITIONS_DIR", str(folder))
-    monkeypatch.setenv("LINLI_DAG__TASK_MODULES", "tests.dag_tasks")
-    get_settings.cache_clear()
-    dag_tasks.RECORDED.clear()
-    dag_tasks.ATTEMPTS.clear()
-    yield folder
-    get_settings.cache_clear()
 
 
 class Running:

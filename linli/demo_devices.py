@@ -4,7 +4,8 @@
 - `linli ingest`: one replica;
 - `linli simulate`: 8 buildings × every device type at 20 msg/s, a life-safety alarm every 45 s,
   2 devices falling silent after a minute (heartbeat 30 s, so they go offline on the dashboard
-  once the device-health flow runs);
+  once the device-health flow runs); 3 residents living alone watched by their door magnets, one of
+  whom never opens the door (the care-watch DAG opens a welfare check for their grid worker);
 - a local data-hub receiver (`linli dev receiver`, its log shows each masked batch) and
   `linli datahub push` feeding it every second.
 """
@@ -69,7 +70,8 @@ def start_devices(settings: Settings, group: ProcessGroup, env: dict[str, str],
     group.start("ingest", [*LINLI, "ingest", "--client-id", "linli-demo-ingest"], env)
     group.start("datahub-receiver", [*LINLI, "dev", "receiver", "--port", str(receiver)], env)
     group.start("device-simulator", [*LINLI, "simulate", "--buildings", "8", "--rate", "20", "--alarm-every", "45",
-                                     "--heartbeat", "30", "--mute", "2", "--mute-after", "60"], env)
+                                     "--heartbeat", "30", "--mute", "2", "--mute-after", "60",
+                                     "--alone", "3", "--silent-alone", "1"], env)
     group.start("datahub-push", [*LINLI, "datahub", "push", "--url", f"http://127.0.0.1:{receiver}/hub",
                                  "--name", "demo-hub", "--seconds", "1000000000"], env)
     announce(f"devices: ingest, simulator (120 devices), data-hub pushes to http://127.0.0.1:{receiver}/hub")

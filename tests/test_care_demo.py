@@ -7,14 +7,17 @@ import asyncio
 import json
 import random
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from flows.dag_runner import run_dag
+from linli.demo_devices import care_watch_soon
 from linli.devices.simulator import Generator, equip, watch_living_alone
 from linli.devices.writer import BatchWriter, Incoming
 from linli.models import Building, Case, CaseStatus, Device, Grid, Resident, utcnow
@@ -91,3 +94,22 @@ def test_the_care_watch_dag_sends_the_silent_resident_to_the_grid_worker_and_no_
     assert case.status == CaseStatus.dispatched and case.assignee_id == grid.grid_worker_id
     # The check is open: the next run opens nothing new.
     assert asyncio.run(run_dag(dag="care-watch"))["welfare_checks"] == "skipped"
+
+
+def test_the_demo_schedules_a_care_watch_run_soon_instead_of_in_30_minutes(prefect_server: None,
+                                                                            settings: Settings) -> None:
+    from flows.deployments import current_definitions, dag_deployments
+    from linli.dag.registry import load_task_modules
+
+    definitions = asyncio.run(current_definitions(settings.dag.definitions_dir,
+                                                  load_task_modules(settings.dag.task_modules)))
+    [deployment] = dag_deployments({"care-watch": definitions["care-watch"]})
+    deployment_id = deployment.apply()
+    api_url = str(PREFECT_API_URL.value())
+    before = datetime.now(UTC)  # the module's server is shared by both databases' runs of this test
+    assert care_watch_soon(api_url, delay=90, wait=10)
+    runs = httpx.post(f"{api_url}/flow_runs/filter", timeout=10,
+                      json={"deployments": {"id": {"any_": [str(deployment_id)]}}}).json()
+    soon = [r for r in runs if r["state"]["type"] == "SCHEDULED" and datetime.fromisoformat(r["created"]) >= before
+            and 60 < (datetime.fromisoformat(r["next_scheduled_start_time"]) - datetime.now(UTC)).total_seconds() < 120]
+    assert len(soon) == 1

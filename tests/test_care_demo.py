@@ -113,3 +113,18 @@ def test_the_demo_schedules_a_care_watch_run_soon_instead_of_in_30_minutes(prefe
     soon = [r for r in runs if r["state"]["type"] == "SCHEDULED" and datetime.fromisoformat(r["created"]) >= before
             and 60 < (datetime.fromisoformat(r["next_scheduled_start_time"]) - datetime.now(UTC)).total_seconds() < 120]
     assert len(soon) == 1
+
+
+def test_the_simulated_residents_never_report_for_a_resident_living_alone(engine: Engine, session: Session) -> None:
+    from linli.events import RecordingBus
+    from linli.simulator import Simulator, SimulatorPlan
+    from tests.factories import CONFIG
+
+    _, watched = demo_community(session)
+    sim = Simulator(engine=engine, bus=RecordingBus(), config=CONFIG,
+                    plan=SimulatorPlan(anonymous_share=0, max_open=1000, seed=3))
+    for _ in range(40):
+        sim._act(sim._file_report)
+    reporters = set(session.exec(select(Case.reporter_id)).all())
+    assert len(reporters) > 5  # reports came from many residents …
+    assert not reporters & {w.resident_id for w in watched}  # … none of them living alone (a report is activity)

@@ -162,19 +162,30 @@ def simulate(
     heartbeat: Annotated[int | None, typer.Option(min=5, help="Register devices with this heartbeat (s).")] = None,
     mute: Annotated[int, typer.Option(min=0, help="This many devices fall silent after --mute-after s.")] = 0,
     mute_after: Annotated[float, typer.Option(help="Seconds before the muted devices fall silent.")] = 60.0,
+    alone: Annotated[int, typer.Option(min=0, help="Residents living alone to watch, each with a door magnet.")] = 0,
+    silent_alone: Annotated[int, typer.Option(
+        min=0, help="Of those, this many never open their door (the next care-watch run opens a welfare check).")] = 0,
 ) -> None:
     """Simulate a community's devices over MQTT: telemetry, heartbeats, events, access and vehicle records."""
 
     def work(settings: Settings) -> None:
-        from linli.devices.simulator import DeviceSimulator, SimulatorOptions, equip
+        from linli.devices.simulator import DeviceSimulator, SimulatorOptions, equip, watch_living_alone
+        from linli.errors import ValidationError
 
+        if silent_alone > alone:
+            raise ValidationError("--silent-alone cannot exceed --alone", field="silent_alone")
         db.upgrade(settings.database_url)
         with db.session_scope() as session:
             fleet = equip(session, buildings=buildings, per_type=per_type, heartbeat_seconds=heartbeat)
+            watched = watch_living_alone(session, fleet, count=alone, silent=silent_alone) if alone else []
+        shut = frozenset(w.door for w in watched if w.silent)
         sim = DeviceSimulator(fleet, SimulatorOptions(host=settings.mqtt.host, port=settings.mqtt.port,
                                                       rate=rate, alarm_every=alarm_every, fault_share=fault_share,
-                                                      mute=mute, mute_after=mute_after))
+                                                      mute=mute, mute_after=mute_after, shut_doors=shut))
         lang = str(settings.language)
+        for w in watched:
+            _cli().console.print(t("simulating_alone", lang, resident=w.resident_id, door=w.door,
+                                   state=t("alone_silent" if w.silent else "alone_active", lang)))
         _cli().console.print(t("simulating", lang, devices=len(fleet), rate=rate))
         started = time.monotonic()
         try:

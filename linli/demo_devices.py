@@ -4,7 +4,8 @@
 - `linli ingest`: one replica;
 - `linli simulate`: 8 buildings × every device type at 20 msg/s, a life-safety alarm every 45 s,
   2 devices falling silent after a minute (heartbeat 30 s, so they go offline on the dashboard
-  once the device-health flow runs);
+  once the device-health flow runs); 3 residents living alone watched by their door magnets, one of
+  whom never opens the door (the care-watch DAG opens a welfare check for their grid worker);
 - a local data-hub receiver (`linli dev receiver`, its log shows each masked batch) and
   `linli datahub push` feeding it every second.
 """
@@ -14,9 +15,13 @@ from __future__ import annotations
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import httpx
 
 from linli.demo import ProcessGroup
 from linli.settings import Settings
@@ -69,7 +74,43 @@ def start_devices(settings: Settings, group: ProcessGroup, env: dict[str, str],
     group.start("ingest", [*LINLI, "ingest", "--client-id", "linli-demo-ingest"], env)
     group.start("datahub-receiver", [*LINLI, "dev", "receiver", "--port", str(receiver)], env)
     group.start("device-simulator", [*LINLI, "simulate", "--buildings", "8", "--rate", "20", "--alarm-every", "45",
-                                     "--heartbeat", "30", "--mute", "2", "--mute-after", "60"], env)
+                                     "--heartbeat", "30", "--mute", "2", "--mute-after", "60",
+                                     "--alone", "3", "--silent-alone", "1"], env)
     group.start("datahub-push", [*LINLI, "datahub", "push", "--url", f"http://127.0.0.1:{receiver}/hub",
                                  "--name", "demo-hub", "--seconds", "1000000000"], env)
     announce(f"devices: ingest, simulator (120 devices), data-hub pushes to http://127.0.0.1:{receiver}/hub")
+    _care_watch_in_background(settings.prefect_api_url, announce)
+    announce("care watch: 3 residents living alone, one never opens the door — a welfare check for their grid "
+             "worker in about 2 minutes (care-watch DAG; `linli care check` runs it by hand)")
+
+
+def care_watch_soon(api_url: str, *, delay: float = 90, wait: float = 180) -> bool:
+    """Schedule one care-watch run `delay` s from now once its deployment is registered (False if it never is).
+
+    The DAG's own schedule is every 30 minutes from when `flows.serve` started; the demo's silent
+    resident should not wait that long to reach their grid worker.
+    """
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            found = httpx.post(f"{api_url}/deployments/filter", timeout=5,
+                               json={"deployments": {"name": {"any_": ["care-watch"]}}}).json()
+            if found:
+                at = datetime.now(UTC) + timedelta(seconds=delay)
+                response = httpx.post(f"{api_url}/deployments/{found[0]['id']}/create_flow_run", timeout=10, json={
+                    "parameters": {}, "state": {"type": "SCHEDULED", "name": "Scheduled",
+                                                "state_details": {"scheduled_time": at.isoformat()}}})
+                return response.status_code < 300
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(2)
+    return False
+
+
+def _care_watch_in_background(api_url: str, announce: Callable[[str], None]) -> None:
+    def kick() -> None:
+        if not care_watch_soon(api_url):
+            announce("care-watch could not be scheduled early: it runs on its 30-minute schedule "
+                     "(or try `linli care check`)")
+
+    threading.Thread(target=kick, name="care-watch-soon", daemon=True).start()

@@ -67,6 +67,11 @@ MESSAGES: dict[str, dict[str, str]] = {
                       "en": "Resident {resident} is watched: {hours} hours without activity brings a welfare check"},
     "care_checked": {"zh": "居家养老巡查完成，新开探访工单：{cases}",
                      "en": "Care watch done; welfare checks opened: {cases}"},
+    "simulating_alone": {"zh": "独居居民 {resident}（门磁 {door}）：{state}",
+                         "en": "Resident {resident} living alone (door magnet {door}): {state}"},
+    "alone_active": {"zh": "每隔几秒开关门", "en": "opens the door every few seconds"},
+    "alone_silent": {"zh": "始终不开门——下一次居家养老巡查（care-watch）将派探访工单给网格员",
+                     "en": "never opens the door — the next care-watch run sends a welfare check to the grid worker"},
 }
 
 

@@ -22,6 +22,7 @@ from linli.loop.evaluate import rate
 from linli.loop.handle import accept, progress, resolve
 from linli.loop.intake import ReportIn, file_report
 from linli.models import Building, Case, CaseStatus, Category, Feedback, Resident, utcnow
+from linli.models.registry import ResidentDetail
 from linli.statemachine import OPEN_STATUSES
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,10 @@ class Simulator:
         if open_count >= self.plan.max_open:
             return []
         categories = session.exec(select(Category)).all()
-        residents = session.exec(select(Resident).where(col(Resident.building_id).is_not(None))).all()
+        # Residents living alone are left out: a report is a sign of life, and the demo's silent one must stay silent.
+        alone = select(ResidentDetail.resident_id).where(ResidentDetail.living_alone == True)  # noqa: E712
+        residents = session.exec(select(Resident).where(col(Resident.building_id).is_not(None),
+                                                        col(Resident.id).not_in(alone))).all()
         if not categories or not residents:
             return []
         category = self.rng.choice(categories)

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -23,7 +24,8 @@ from sqlmodel import Session, select
 
 from linli.devices.protocol import Kind, topic
 from linli.devices.registry import DEVICE_TYPES, AccessMethod
-from linli.models import Building, Community, Device
+from linli.models import Building, Community, Device, Resident, utcnow
+from linli.models.registry import ResidentDetail
 from linli.seed import seed_sample
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,42 @@ def equip(session: Session, *, buildings: int = 4, per_type: int = 1,
     return fleet
 
 
+@dataclass(frozen=True)
+class WatchedResident:
+    """A sample resident living alone, the door magnet on their home's door, and whether it stays shut."""
+
+    resident_id: int
+    door: str
+    silent: bool
+
+
+def watch_living_alone(session: Session, fleet: list[SimDevice], *, count: int, silent: int = 0,
+                       hours: int = 1) -> list[WatchedResident]:
+    """Mark the first resident of the first `count` door-magnet buildings as living alone and watched.
+
+    The last `silent` of them are already overdue (their registration is back-dated past their
+    watch hours) and the simulator never opens their door, so the next care-watch run opens a
+    welfare check for them; the others' doors open every few seconds. The caller commits.
+    """
+    doors = [d for d in fleet if d.device_type == "door_magnet"][:count]
+    watched: list[WatchedResident] = []
+    for i, door in enumerate(doors):
+        device = session.exec(select(Device).where(Device.code == door.code)).one()
+        resident = session.exec(select(Resident).where(Resident.building_id == device.building_id)
+                                .order_by(Resident.id)).first()
+        if resident is None or resident.id is None:
+            continue
+        quiet = i >= len(doors) - silent
+        detail = session.get(ResidentDetail, resident.id) or ResidentDetail(resident_id=resident.id)
+        detail.living_alone, detail.watch_hours, detail.door_device_id = True, hours, device.id
+        if quiet:  # silent since before their watch began: the first run after the demo starts raises it
+            detail.updated_at = utcnow() - timedelta(hours=hours + 1)
+        session.add(detail)
+        watched.append(WatchedResident(resident.id, door.code, quiet))
+    session.flush()
+    return watched
+
+
 @dataclass
 class SimulatorOptions:
     """Where and how fast to publish."""
@@ -94,6 +132,7 @@ class SimulatorOptions:
     seed: int | None = None
     mute: int = 0  # this many devices (the fleet's last) fall silent …
     mute_after: float = 60.0  # … after this many seconds, as if their power was cut
+    shut_doors: frozenset[str] = frozenset()  # door magnets that only send heartbeats (a silent resident)
 
 
 @dataclass
@@ -106,6 +145,7 @@ class Generator:
     seq: int = 0
     readings: dict[tuple[str, str], float] = field(default_factory=dict)
     batteries: dict[str, float] = field(default_factory=dict)
+    shut: frozenset[str] = frozenset()  # devices that send heartbeats only: a door nobody opens
 
     def _body(self, extra: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
@@ -115,7 +155,7 @@ class Generator:
         """One ordinary message from `device`: a heartbeat now and then, else telemetry or an event."""
         spec = DEVICE_TYPES[device.device_type]
         r = self.rng.random()
-        quiet = spec.record or spec.metrics or device.device_type in QUIET_EVENTS
+        quiet = (spec.record or spec.metrics or device.device_type in QUIET_EVENTS) and device.code not in self.shut
         if r < 0.1 or not quiet:  # SOS buttons, fire hosts, cameras: only heartbeats until something happens
             kind, body = Kind.heartbeat, {"battery": self._battery(device), "firmware": "1.2.0",
                                           "rssi": -self.rng.randint(40, 90)}
@@ -201,7 +241,7 @@ class DeviceSimulator:
             raise ValueError("the simulator needs at least one device")
         self.fleet = fleet
         self.options = options
-        self.generator = Generator(fleet, random.Random(options.seed))
+        self.generator = Generator(fleet, random.Random(options.seed), shut=options.shut_doors)
         self.sent = 0
         self.alarms_sent = 0
         self._stop = threading.Event()

@@ -3,7 +3,8 @@
 Ingest hands new alarms over after its batch is committed; the work runs on a small thread pool
 so the writer never waits for Apprise or for case intake. For a life-safety alarm (gas, smoke,
 SOS, fall, fire host) the on-duty staff of the device's grid are notified first — through
-linli.notify's outbox and delivery — then, for any rule that opens cases, a case is filed through
+linli.notify's outbox and delivery, one send per responder at the same time, the responders cached
+a few seconds per community and grid — then, for any rule that opens cases, a case is filed through
 the loop's intake (source ``device_alarm``) and its ``linli.case.reported`` event emitted, so the
 governance flows take it from there. A throwing camera's snapshot is linked to the case as its
 photo and shown in the notification with a presigned URL.
@@ -97,7 +98,7 @@ class AlarmFastPath:
     """Notifies, opens cases and announces them for new alarms, off the ingest writer's thread."""
 
     def __init__(self, engine: Engine, *, notifier: notify.Notifier, global_urls: list[str], config: LoopConfig,
-                 bus: EventBus, store: ObjectStore | None = None, workers: int = 4,
+                 bus: EventBus, store: ObjectStore | None = None, workers: int = 8,
                  recipients_ttl: float = 5.0) -> None:
         self.engine = engine
         self.notifier = notifier
@@ -106,6 +107,8 @@ class AlarmFastPath:
         self.bus = bus
         self.store = store
         # Notices have their own workers: filing a case is slower and must never hold a notice back.
+        # Eight, not four: under load a notice mostly waits for the GIL and the database, not the CPU,
+        # and with four a burst of alarms queued behind each other (up to 0.5 s "waited for a worker").
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alarm-notify")
         self._cases = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-case")
         # On-duty responders per (community, grid), kept a few seconds: a burst of alarms, or one under

@@ -5,6 +5,7 @@
                                                                    │ commit
                                                                    ├─▶ client.ack(mid) for each message
                                                                    └─▶ new alarms → fast path (its own threads)
+              └─ life-safety topics ──lane──▶ urgent writer thread (the same steps, its own small transactions)
 
 A message is acknowledged only after its batch is committed (paho ``manual_ack``), the session is
 persistent (MQTT 5 clean start off, a session expiry), so a crash loses nothing: the broker sends
@@ -177,10 +178,11 @@ class IngestService:
 
     def _take_urgent(self) -> list[Incoming]:
         """What is in the life-safety lane, at once (waits up to 5 ms for the first one)."""
-        if not self._urgent_ready.wait(0.005 if not self._stop.is_set() else 0):
-            return []
-        self._urgent_ready.clear()
         lane = self._urgent
+        if not lane:  # what a full batch left behind is taken at once, without waiting for a new arrival
+            if not self._urgent_ready.wait(0.005 if not self._stop.is_set() else 0):
+                return []
+        self._urgent_ready.clear()
         return [lane.popleft() for _ in range(min(len(lane), self.options.batch_size))]
 
     def _write_loop(self) -> None:

@@ -72,3 +72,29 @@ def test_responders_are_the_grid_worker_and_security_on_duty(session: Session) -
     fallback = responders(session, device)
     assert fallback and all(s.role == "team_lead" for s in fallback)
     assert all(isinstance(s, Staff) for s in fallback)
+
+
+def test_responders_are_kept_for_the_ttl_and_read_again_after_it(engine: Engine, session: Session) -> None:
+    devices(session, ("S-1", "smoke"), ("S-2", "smoke"))
+    writer = BatchWriter(engine)
+    alarms = writer.write([Incoming(*message("event", "smoke", code, {"id": f"e-{code}", "event": "smoke_alarm"}))
+                           for code in ("S-1", "S-2")]).new_alarms
+    notifier, bus = RecordingNotifier(), RecordingBus()
+    cached = AlarmFastPath(engine, notifier=notifier, global_urls=["json://127.0.0.1:9/x"], config=CONFIG, bus=bus,
+                           recipients_ttl=3600)
+    fresh = AlarmFastPath(engine, notifier=notifier, global_urls=["json://127.0.0.1:9/x"], config=CONFIG, bus=bus,
+                          recipients_ttl=0)
+    first = cached.notify(alarms[0].alarm_id)
+    for staff in session.execute(select(Staff).where(Staff.on_duty == True)).scalars():  # noqa: E712
+        staff.on_duty = False
+        session.add(staff)
+    session.commit()
+    device = session.get(Device, session.execute(select(Alarm)).scalars().first().device_id)  # type: ignore[union-attr]
+    assert device is not None
+    expected = {s.id for s in responders(session, device)}  # nobody on duty now: the team leads
+    with Session(engine) as check:
+        assert {s_id for s_id, _ in cached._responders(check, device)} != expected  # within the TTL: kept
+        assert {s_id for s_id, _ in fresh._responders(check, device)} == expected  # TTL 0: read again
+    assert first and len(notifier.sent) == len(first)  # each responder got the alarm
+    cached.close()
+    fresh.close()

@@ -200,3 +200,39 @@ def test_a_gas_leak_notifies_on_duty_staff_and_opens_a_case(
     assert sent and all(n.status == NotificationStatus.sent and n.case_id == case.id for n in sent)
     # the grid worker of XFL-B1's grid and the community's security team
     assert len(sent) == len(receiver.messages) >= 2
+
+
+class _HeldWriter(BatchWriter):
+    """A writer whose bulk batches wait for `release`: a slow bulk transaction in progress."""
+
+    def __init__(self, engine: Engine, release: threading.Event) -> None:
+        super().__init__(engine)
+        self.release = release
+        self.holding = threading.Event()
+
+    def write(self, batch: list) -> object:  # type: ignore[override]
+        if not all(self.urgent(m.topic) for m in batch):
+            self.holding.set()
+            self.release.wait(30)
+        return super().write(batch)
+
+
+def test_a_life_safety_alarm_is_written_and_handed_over_while_a_bulk_batch_is_in_progress(
+        engine: Engine, session: Session, broker: Broker) -> None:
+    devices(session, ("G-1", "gas"), ("G-2", "gas"))
+    release = threading.Event()
+    writer = _HeldWriter(engine, release)
+    raised: list[object] = []
+    service = IngestService(writer, IngestOptions(host=broker.host, port=broker.port, client_id="lanes",
+                                                  batch_wait=0.02), on_alarms=raised.extend)
+    service.start()
+    try:
+        _publish_all(broker, [message("heartbeat", "gas", "G-2", {"id": "hb1", "battery": 90})])
+        _wait(writer.holding.is_set, 10, "the bulk batch to start")
+        _publish_all(broker, [message("telemetry", "gas", "G-1", {"id": "leak", "metrics": {"gas_lel": 42.0}})])
+        _wait(lambda: bool(raised), 20, "the alarm while the bulk batch is held open")
+        assert not release.is_set() and _count(engine, Alarm) == 1 and _count(engine, Telemetry) == 1
+    finally:
+        release.set()
+        service.stop()
+    assert service.counters.written == 2 and service.counters.alarms == 1  # the held batch was written too

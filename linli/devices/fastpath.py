@@ -3,7 +3,8 @@
 Ingest hands new alarms over after its batch is committed; the work runs on a small thread pool
 so the writer never waits for Apprise or for case intake. For a life-safety alarm (gas, smoke,
 SOS, fall, fire host) the on-duty staff of the device's grid are notified first — through
-linli.notify's outbox and delivery — then, for any rule that opens cases, a case is filed through
+linli.notify's outbox and delivery, one send per responder at the same time, the responders cached
+a few seconds per community and grid — then, for any rule that opens cases, a case is filed through
 the loop's intake (source ``device_alarm``) and its ``linli.case.reported`` event emitted, so the
 governance flows take it from there. A throwing camera's snapshot is linked to the case as its
 photo and shown in the notification with a presigned URL.
@@ -97,7 +98,8 @@ class AlarmFastPath:
     """Notifies, opens cases and announces them for new alarms, off the ingest writer's thread."""
 
     def __init__(self, engine: Engine, *, notifier: notify.Notifier, global_urls: list[str], config: LoopConfig,
-                 bus: EventBus, store: ObjectStore | None = None, workers: int = 4) -> None:
+                 bus: EventBus, store: ObjectStore | None = None, workers: int = 8,
+                 recipients_ttl: float = 5.0) -> None:
         self.engine = engine
         self.notifier = notifier
         self.global_urls = global_urls
@@ -105,8 +107,16 @@ class AlarmFastPath:
         self.bus = bus
         self.store = store
         # Notices have their own workers: filing a case is slower and must never hold a notice back.
+        # Eight, not four: under load a notice mostly waits for the GIL and the database, not the CPU,
+        # and with four a burst of alarms queued behind each other (up to 0.5 s "waited for a worker").
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alarm-notify")
         self._cases = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-case")
+        # On-duty responders per (community, grid), kept a few seconds: a burst of alarms, or one under
+        # load, does not query the staff and the roster again each time. A change of duty applies after
+        # at most `recipients_ttl` seconds (0: always ask the database).
+        self.recipients_ttl = recipients_ttl
+        self._recipients: dict[tuple[int, int | None], tuple[float, list[tuple[int, str]]]] = {}
+        self._sends = ThreadPoolExecutor(max_workers=workers * 2, thread_name_prefix="alarm-send")
 
     def submit(self, alarms: list[NewAlarm]) -> list[Future[FastPathResult | None]]:
         """Handle each alarm on the pool (life-safety ones first); returns the futures."""
@@ -117,6 +127,7 @@ class AlarmFastPath:
     def close(self) -> None:
         """Finish what was submitted."""
         self._pool.shutdown(wait=True)  # first: its workers may still hand cases over
+        self._sends.shutdown(wait=True)
         self._cases.shutdown(wait=True)
 
     def handle(self, new: NewAlarm, submitted: float | None = None) -> FastPathResult | None:
@@ -172,20 +183,39 @@ class AlarmFastPath:
                 return []
             context = self._context(session, alarm, device)
             ids = []
-            for staff in responders(session, device):
-                row = notify.queue(session, kind="alarm", target=f"staff:{staff.id}",
+            for staff_id, name in self._responders(session, device):
+                row = notify.queue(session, kind="alarm", target=f"staff:{staff_id}",
                                    template=notify.template_for("alarm", self.config.language),
-                                   context={"alarm": context, "recipient": {"name": staff.name}},
+                                   context={"alarm": context, "recipient": {"name": name}},
                                    language=self.config.language, case_id=None,
                                    templates_dir=self.config.templates_dir)
                 assert row.id is not None
                 ids.append(row.id)
             session.commit()
-            notify.deliver(session, ids, notifier=self.notifier, global_urls=self.global_urls)
+            # One send per responder at the same time: three HTTP round trips cost one, not three.
+            sends = [self._sends.submit(self._deliver_one, row_id) for row_id in ids[1:]]
+            notify.deliver(session, ids[:1], notifier=self.notifier, global_urls=self.global_urls)
+            for send in sends:
+                send.result()
             alarm.notified_at = utcnow()
             session.add(alarm)
             session.commit()
             return ids
+
+    def _responders(self, session: Session, device: Device) -> list[tuple[int, str]]:
+        """(id, name) of the device's responders, from the short-lived cache when fresh."""
+        key = (device.community_id, device.grid_id)
+        cached = self._recipients.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self.recipients_ttl:
+            return cached[1]
+        found = [(s.id, s.name) for s in responders(session, device) if s.id is not None]
+        self._recipients[key] = (now, found)  # a dict assignment: safe between the notify threads
+        return found
+
+    def _deliver_one(self, notification_id: int) -> None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            notify.deliver(session, [notification_id], notifier=self.notifier, global_urls=self.global_urls)
 
     def open_case(self, alarm_id: int, category: str, notifications: list[int]) -> int | None:
         """File a case for the alarm (linking its snapshot and notifications) and emit its event."""

@@ -5,6 +5,7 @@
                                                                    │ commit
                                                                    ├─▶ client.ack(mid) for each message
                                                                    └─▶ new alarms → fast path (its own threads)
+              └─ life-safety topics ──lane──▶ urgent writer thread (the same steps, its own small transactions)
 
 A message is acknowledged only after its batch is committed (paho ``manual_ack``), the session is
 persistent (MQTT 5 clean start off, a session expiry), so a crash loses nothing: the broker sends
@@ -94,6 +95,9 @@ class IngestService:
         self._queue: deque[Incoming] = deque()
         # Messages that may raise a life-safety alarm skip the bulk queue: the writer takes them first.
         self._urgent: deque[Incoming] = deque()
+        self._urgent_ready = threading.Event()
+        self._count_lock = threading.Lock()  # two writer threads add to the counters
+        self._urgent_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._generation = 0
         self._thread: threading.Thread | None = None
@@ -126,8 +130,12 @@ class IngestService:
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.counters.received += 1
         name = message.topic
-        lane = self._urgent if self.writer.urgent(name) else self._queue
-        lane.append(Incoming(name, message.payload, message.mid, message.qos, time.time(), self._generation))
+        incoming = Incoming(name, message.payload, message.mid, message.qos, time.time(), self._generation)
+        if self.writer.urgent(name):
+            self._urgent.append(incoming)
+            self._urgent_ready.set()
+        else:
+            self._queue.append(incoming)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -141,35 +149,52 @@ class IngestService:
         self.client.loop_start()
         self._thread = threading.Thread(target=self._write_loop, name=f"{self.client_id}-writer", daemon=True)
         self._thread.start()
+        self._urgent_thread = threading.Thread(target=self._urgent_loop, name=f"{self.client_id}-urgent",
+                                               daemon=True)
+        self._urgent_thread.start()
         if not self._subscribed.wait(wait):
             raise TimeoutError(f"no subscription at {self.options.host}:{self.options.port} within {wait} s")
 
     def stop(self) -> None:
         """Write what is queued, acknowledge it, and disconnect."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._urgent_ready.set()
+        for thread in (self._urgent_thread, self._thread):
+            if thread is not None:
+                thread.join(timeout=30)
         self.client.disconnect()
         self.client.loop_stop()
 
     # --- writer thread -----------------------------------------------------------------------
 
     def _take(self) -> list[Incoming]:
-        """Urgent messages at once if any; else up to batch_size, waiting at most batch_wait for more."""
-        if self._urgent:
-            return [self._urgent.popleft() for _ in range(min(len(self._urgent), self.options.batch_size))]
+        """Up to batch_size bulk messages, waiting at most batch_wait for more."""
         pending = self._queue
         deadline = time.monotonic() + self.options.batch_wait
-        while len(pending) < self.options.batch_size and time.monotonic() < deadline and not self._urgent:
+        while len(pending) < self.options.batch_size and time.monotonic() < deadline:
             time.sleep(0.002 if pending else 0.01)
-        if self._urgent:
-            return [self._urgent.popleft() for _ in range(min(len(self._urgent), self.options.batch_size))]
         count = min(len(pending), self.options.batch_size)
         return [pending.popleft() for _ in range(count)]
 
+    def _take_urgent(self) -> list[Incoming]:
+        """What is in the life-safety lane, at once (waits up to 5 ms for the first one)."""
+        lane = self._urgent
+        if not lane:  # what a full batch left behind is taken at once, without waiting for a new arrival
+            if not self._urgent_ready.wait(0.005 if not self._stop.is_set() else 0):
+                return []
+        self._urgent_ready.clear()
+        return [lane.popleft() for _ in range(min(len(lane), self.options.batch_size))]
+
     def _write_loop(self) -> None:
-        while not (self._stop.is_set() and not self._queue and not self._urgent):
-            batch = self._take()
+        self._drain(lambda: self._queue, self._take)
+
+    def _urgent_loop(self) -> None:
+        # Its own thread and transaction: an alarm never waits for the bulk batch in progress.
+        self._drain(lambda: self._urgent, self._take_urgent)
+
+    def _drain(self, lane: Callable[[], deque[Incoming]], take: Callable[[], list[Incoming]]) -> None:
+        while not (self._stop.is_set() and not lane()):
+            batch = take()
             self.counters.queued = len(self._queue) + len(self._urgent)
             if not batch:
                 continue
@@ -236,6 +261,10 @@ class IngestService:
                 self.client.ack(mid, 1)
 
     def _count(self, batch: list[Incoming], result: BatchResult) -> None:
+        with self._count_lock:
+            self._count_locked(batch, result)
+
+    def _count_locked(self, batch: list[Incoming], result: BatchResult) -> None:
         c = self.counters
         c.batches += 1
         c.written += result.written

@@ -26,7 +26,8 @@ def test_demo_runs_the_loop_until_cases_close_and_stops_cleanly(tmp_path: Path) 
     data = tmp_path / "linli"
     env = {"LINLI_DATA_DIR": str(data), "LINLI_LANGUAGE": "en", "PATH": "/usr/bin:/bin",
            "HOME": str(tmp_path)}
-    prefect_port, dashboard_port = _free_port(), _free_port()
+    prefect_port, dashboard_port, hub_port = _free_port(), _free_port(), _free_port()
+    env["LINLI_DATAHUB__DEMO_RECEIVER_PORT"] = str(hub_port)  # never the default a demo nearby may hold
     cmd = [sys.executable, "-m", "linli.cli", "demo", "--duration", "120", "--prefect-port", str(prefect_port),
            "--dashboard-port", str(dashboard_port), "--report-every", "15"]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
@@ -42,5 +43,5 @@ def test_demo_runs_the_loop_until_cases_close_and_stops_cleanly(tmp_path: Path) 
         kinds = {n.kind for n in session.exec(select(Notification).where(Notification.case_id == closed[0].id)).all()}
         assert {"assignment", "rating_request"} <= kinds
     engine.dispose()
-    for port in (prefect_port, dashboard_port):  # stopped cleanly: nothing listens any more
+    for port in (prefect_port, dashboard_port, hub_port):  # stopped cleanly: nothing listens any more
         assert not reachable("127.0.0.1", port), f"something still listens on {port} after the demo stopped"

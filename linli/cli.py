@@ -301,8 +301,12 @@ def _demo(settings: Settings, *, duration: float | None, simulate: bool, report_
     lang = str(settings.language)
     logging.basicConfig(level=logging.WARNING)
     db.upgrade(settings.database_url)
+    from linli.patrol import ensure_demo_route
+
     with db.session_scope() as session:
         seed_sample(session)
+        session.flush()
+        ensure_demo_route(session)  # a round whose skipped stops the patrol-watch DAG reports
     group = ProcessGroup(settings.data_dir.resolve() / "logs")
     stop = threading.Event()
     simulator = None

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from linli.errors import NotFound, ValidationError
 from linli.loop import LoopConfig, StepResult
 from linli.loop.intake import ReportIn, file_report
-from linli.models import CaseSource, Community, Device, DeviceEvent, utcnow
+from linli.models import CaseSource, Community, Device, DeviceEvent, Staff, utcnow
 from linli.models.registry import PatrolCheckpoint, PatrolIssue, PatrolRoute, PatrolScan
 from linli.notify import queue, recipient_context
 from linli.registry import on_duty
@@ -70,6 +70,28 @@ def create_route(session: Session, *, code: str, name: str, community: str, lead
                                      grace_minutes=cp.grace_minutes))
     session.flush()
     return route
+
+
+# The demo's round: four stops across the day, so at any hour a new user sees done, due and missed stops.
+DEMO_ROUTE = ("XFL-DAY", "幸福里日间巡更", "XFL", [
+    CheckpointIn("XFL-CP-GATE", "东门岗亭", "00:00", "05:30", 30),
+    CheckpointIn("XFL-CP-GARAGE", "地下车库", "06:00", "11:30", 30),
+    CheckpointIn("XFL-CP-PUMP", "水泵房", "12:00", "17:30", 30),
+    CheckpointIn("XFL-CP-ROOF", "3栋天台", "18:00", "23:00", 30),
+])
+
+
+def ensure_demo_route(session: Session) -> PatrolRoute:
+    """The demo's patrol route (created once), led by the community's security team lead."""
+    code, name, community, stops = DEMO_ROUTE
+    existing = session.exec(select(PatrolRoute).where(PatrolRoute.code == code)).first()
+    if existing is not None:
+        return existing
+    found = session.exec(select(Community).where(Community.code == community)).first()
+    lead = session.exec(select(Staff).where(Staff.community_id == (found.id if found else None),
+                                            Staff.team == "security", Staff.role == "team_lead")).first()
+    return create_route(session, code=code, name=name, community=community,
+                        lead_staff_id=lead.id if lead else None, checkpoints=stops)
 
 
 def scan(session: Session, checkpoint_code: str, *, by: str, at: datetime | None = None,

@@ -467,3 +467,24 @@ def test_a_grid_worker_files_for_a_resident_in_their_grid_only(session: Session)
     with pytest.raises(NotFound):
         people.file_on_behalf(session, worker, other.id, "楼道灯坏了", category=None, config=CONFIG)  # type: ignore[arg-type]
     assert session.exec(select(AuditEntry).where(AuditEntry.action == "file_on_behalf")).one().actor == "user:gw1"
+
+
+def test_the_demo_route_shows_a_missed_stop_to_its_security_lead(session: Session, settings: Settings) -> None:
+    from linli.patrol import DEMO_ROUTE, ensure_demo_route
+
+    seeded(session)
+    route = ensure_demo_route(session)
+    assert ensure_demo_route(session).id == route.id  # a restarted demo keeps one route
+    session.commit()
+    today = utcnow()
+    gate, garage = DEMO_ROUTE[3][0].code, DEMO_ROUTE[3][1].code
+    scan(session, gate, by="guard:老周", at=_local(today, "05:00"))
+    session.commit()
+    found = check_rounds(session, now=_local(today, "12:30"), tz=TZ, language="zh",
+                         templates_dir=settings.templates_dir)
+    session.commit()
+    assert (found.missed, found.late) == ([garage], [])  # the gate was scanned; the pump is still due
+    [note] = [session.get(Notification, i) for i in found.notifications]
+    assert note is not None and note.target == f"staff:{route.lead_staff_id}" and route.lead_staff_id is not None
+    lead = session.get(Staff, route.lead_staff_id)
+    assert lead is not None and lead.team == "security" and lead.role == StaffRole.team_lead

@@ -100,7 +100,9 @@ def care_watch_soon(api_url: str, *, delay: float = 90, wait: float = 180) -> bo
                 response = httpx.post(f"{api_url}/deployments/{found[0]['id']}/create_flow_run", timeout=10, json={
                     "parameters": {}, "state": {"type": "SCHEDULED", "name": "Scheduled",
                                                 "state_details": {"scheduled_time": at.isoformat()}}})
-                return response.status_code < 300
+                if response.status_code < 300:
+                    return True
+                # e.g. 503 "database is locked" from Prefect's SQLite server while the demo starts: try again
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             pass
         time.sleep(2)

@@ -135,6 +135,24 @@ def dags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
 
 
+def send_event(event: str, resource: dict[str, str], payload: dict[str, object]) -> None:
+    """Send one event straight to the current Prefect API.
+
+    `prefect.events.emit_event` goes through a process-wide worker that may still hold a client for an
+    earlier module's (stopped) test server; a fresh client always reaches this module's server.
+    """
+    import asyncio
+
+    from prefect.events import Event
+    from prefect.events.clients import get_events_client
+
+    async def send() -> None:
+        async with get_events_client() as client:
+            await client.emit(Event(event=event, resource=resource, payload=payload))
+
+    asyncio.run(send())
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     """Say which databases the suite runs on."""
     if "postgresql" in BACKENDS:

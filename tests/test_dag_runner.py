@@ -250,9 +250,9 @@ def test_an_event_creates_a_run_of_the_dags_deployment_with_the_event_as_trigger
     import time
 
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-    from prefect.events import emit_event
 
     from flows.deploy import deploy
+    from tests.conftest import send_event
 
     name = _write(dags, """
         name: on-reported
@@ -282,8 +282,8 @@ def test_an_event_creates_a_run_of_the_dags_deployment_with_the_event_as_trigger
     deadline = time.monotonic() + 90
     found: list[Any] = []
     while not found and time.monotonic() < deadline:
-        emit_event(event="linli.test.reported", resource={"prefect.resource.id": "linli.case.41",
-                                                          "prefect.resource.name": "C-0041"}, payload={"case_id": 41})
+        send_event("linli.test.reported", {"prefect.resource.id": "linli.case.41", "prefect.resource.name": "C-0041"},
+                   {"case_id": 41})
         for _ in range(5):
             time.sleep(1)
             found = asyncio.run(runs())

@@ -111,7 +111,7 @@ def _wait_final(run_ids: list[UUID], timeout: float = 90) -> dict[UUID, FlowRun]
 
 def test_an_event_triggered_deployment_run_executes_in_the_worker_with_its_parameters(
         prefect_server: None, dags: Path) -> None:
-    from prefect.events import emit_event
+    from tests.conftest import send_event
 
     name = _write(dags, """
         name: warm-reported
@@ -129,8 +129,7 @@ def test_an_event_triggered_deployment_run_executes_in_the_worker_with_its_param
         # event starts nothing, so announce again every few seconds until a run appears.
         deadline = time.monotonic() + 90
         while not _runs(target) and time.monotonic() < deadline:
-            emit_event(event="linli.test.warm_reported", resource={"prefect.resource.id": "linli.case.41"},
-                       payload={"case_id": 41})
+            send_event("linli.test.warm_reported", {"prefect.resource.id": "linli.case.41"}, {"case_id": 41})
             for _ in range(10):
                 time.sleep(0.5)
                 if _runs(target):

@@ -9,12 +9,15 @@ Register the type and save the defaults once: ``python -m blocks.governance``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect.blocks.core import Block
 from pydantic import Field
 
 from linli.policy import BLOCK_TYPE_SLUG, GovernancePolicy, load_policy, parse_policy
+
+log = logging.getLogger(__name__)
 
 __all__ = ["GovernancePolicyBlock", "load_policy", "save_policy"]
 
@@ -48,10 +51,11 @@ def main() -> None:
     name = settings.governance.policy_block
     if load_policy(name) is None:
         save_policy(GovernancePolicy(), name)
-        print(f"saved the default governance policy as block '{name}'")
+        log.info("saved the default governance policy as block '%s'", name)
     else:
-        print(f"governance policy block '{name}' already exists; left as it is")
+        log.info("governance policy block '%s' already exists; left as it is", name)
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     main()

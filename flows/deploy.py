@@ -7,6 +7,7 @@ serve yet) or, with `--work-pool`, by the workers of that pool.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from flows.deployments import current_definitions, dag_deployments
@@ -27,4 +28,5 @@ def deploy(work_pool: str | None = None) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(deploy(sys.argv[1] if len(sys.argv) > 1 else None)))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger(__name__).info("deployed: %s", ", ".join(deploy(sys.argv[1] if len(sys.argv) > 1 else None)))

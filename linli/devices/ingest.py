@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from linli.devices import protocol
 from linli.devices.alarms import NewAlarm
+from linli.devices.mqttclient import FastClient
 from linli.devices.writer import BatchResult, BatchWriter, Incoming
 from linli.models import DeadLetter, utcnow
 
@@ -102,8 +103,8 @@ class IngestService:
         self._generation = 0
         self._thread: threading.Thread | None = None
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        self.client = FastClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=mqtt.MQTTv5, manual_ack=True)
         if options.username:
             self.client.username_pw_set(options.username, options.password or None)
         self.client.on_connect = self._on_connect
@@ -121,6 +122,10 @@ class IngestService:
         self._generation += 1
         self.counters.connected = True
         client.subscribe(protocol.subscription(self.options.shared_group), qos=1)
+        if getattr(_flags, "session_present", False):
+            # The broker kept the session and its subscription: a backlog of queued messages arrives
+            # before the new SUBACK, which can take longer than start() waits after a long outage.
+            self._subscribed.set()
         log.info("connected to %s:%s as %s", self.options.host, self.options.port, self.client_id)
 
     def _on_disconnect(self, *_args: Any) -> None:

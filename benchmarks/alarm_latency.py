@@ -103,7 +103,16 @@ def main() -> None:
                                            str(args.background), "--alarm-every", "0", "--fault-share", "0"],
                                           cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL)
-            time.sleep(5)  # let the load settle
+            # Let the load settle: the simulator takes a few seconds to start; wait until ingest sees
+            # most of the asked rate (or 60 s), so the alarms are timed under the load, not before it.
+            settle = time.monotonic() + 60
+            last = httpx.get(f"http://127.0.0.1:{status_port}/", timeout=2).json()["received"]
+            while time.monotonic() < settle:
+                time.sleep(2)
+                now = httpx.get(f"http://127.0.0.1:{status_port}/", timeout=2).json()["received"]
+                if (now - last) / 2 >= 0.8 * args.background:
+                    break
+                last = now
             before = httpx.get(f"http://127.0.0.1:{status_port}/", timeout=2).json()
             t0 = time.monotonic()
             loaded = run(args.alarms)

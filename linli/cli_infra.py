@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -17,7 +18,7 @@ infra_app = typer.Typer(help="Production stack (infra/): MQTT credentials and AC
                         no_args_is_help=True)
 
 
-def _cli():  # type: ignore[no-untyped-def]
+def _cli() -> ModuleType:
     """linli.cli, whose helpers (_run, console) these commands share; imported late, as it imports us."""
     from linli import cli
 

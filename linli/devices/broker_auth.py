@@ -115,7 +115,8 @@ def acl_text(service_user: str, devices: list[BrokerDevice], shared_group: str) 
              f"user {service_user}", f"topic read {everything}",
              f"topic write {topic('+', '+', '+', Kind.cmd)}", "topic read $SYS/#"]
     if shared_group:
-        # Mosquitto checks a shared subscription against its full filter, $share/<group>/… included.
+        # For brokers that check a shared subscription against its full filter ($share/<group>/…);
+        # Mosquitto 2.0.11 checks delivery against the message's topic, which the line above allows.
         lines.append(f"topic read {subscription(shared_group)}")
     for device in devices:
         lines += ["", f"user {device.code}"]

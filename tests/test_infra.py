@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -282,6 +283,20 @@ def _wait(check: Any, what: str, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
+def _healthcheck(service: str, replace: dict[str, str], password: str = SERVICE_PASSWORD
+                 ) -> subprocess.CompletedProcess[str]:
+    """Run a service's compose healthcheck here, with the service user's credentials in its environment."""
+    kind, *command = SERVICES[service]["healthcheck"]["test"]
+    command = [part.replace("$$", "$") for part in command]  # compose's escape for a literal $
+    for old, new in replace.items():
+        command = [part.replace(old, new) for part in command]
+    if command[0] == "python":
+        command[0] = sys.executable
+    env = {**os.environ, "LINLI_MQTT__USERNAME": SERVICE_USER, "LINLI_MQTT__PASSWORD": password}
+    args: Any = command[0] if kind == "CMD-SHELL" else command
+    return subprocess.run(args, shell=kind == "CMD-SHELL", env=env, capture_output=True, text=True, timeout=30)
+
+
 def _generate(out: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Any:
     monkeypatch.setenv("LINLI_MQTT__USERNAME", SERVICE_USER)
     monkeypatch.setenv("LINLI_MQTT__PASSWORD", SERVICE_PASSWORD)
@@ -317,8 +332,9 @@ def test_devices_publish_only_their_own_topics_on_a_real_mosquitto(
         # Ingest logs in as the service user from the settings, on its shared subscription.
         ingest_settings = get_settings().model_copy(update={"mqtt": get_settings().mqtt.model_copy(
             update={"port": port})})
+        status_port = free_port()
         replica = start_ingest(ingest_settings, client_id="infra-ingest", engine=engine, bus=RecordingBus(),
-                               status_port=0, rules=RuleBook())
+                               status_port=status_port, rules=RuleBook())
         watcher = Client(port, SERVICE_USER, SERVICE_PASSWORD)
         device = Client(port, "GAS-1", gas["password"])
         try:
@@ -359,6 +375,10 @@ def test_devices_publish_only_their_own_topics_on_a_real_mosquitto(
                 assert [json.loads(p)["cmd_id"] for _, p in smoke_device.messages] == ["c2"]  # not the device's
             finally:
                 smoke_device.close()
+            # The compose healthchecks of ingest and Mosquitto, run as written (ports moved).
+            assert _healthcheck("ingest-1", {"9100": str(status_port)}).returncode == 0
+            assert _healthcheck("mosquitto", {"-p 1883": f"-p {port}"}).returncode == 0
+            assert _healthcheck("mosquitto", {"-p 1883": f"-p {port}"}, password="wrong").returncode != 0
         finally:
             device.close()
             watcher.close()
@@ -435,7 +455,6 @@ def test_infra_deploy_puts_every_dag_on_a_process_pool_whose_worker_runs_them(
         prefect_server: None, dags: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`linli infra deploy` (the compose `deploy` service), then `prefect worker … --type process` (`worker`)."""
     import asyncio
-    import sys
     import textwrap
 
     from prefect.client.orchestration import get_client

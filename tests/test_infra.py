@@ -91,6 +91,15 @@ def dockerfile_env() -> set[str]:
             for name in re.findall(r"([A-Z][A-Z0-9_]*)=", line)}
 
 
+def k8s_variables() -> set[str]:
+    """Variables the Kubernetes example sets (POD_NAME is the pod's own name, from the downward API)."""
+    names: set[str] = set()
+    for document in yaml.safe_load_all((INFRA / "k8s" / "ingest.yaml").read_text()):
+        for container in document["spec"]["template"]["spec"]["containers"]:
+            names |= {item["name"] for item in container.get("env", [])} - {"POD_NAME"}
+    return names
+
+
 def compose_variables() -> set[str]:
     """Variables compose sets in containers (environment keys) or reads from .env (${…})."""
     names = {key for service in SERVICES.values() for key in (service.get("environment") or {})}
@@ -106,7 +115,8 @@ def interpolate(value: str, env: dict[str, str]) -> str:
 def test_every_linli_variable_is_a_setting_and_every_other_one_is_known() -> None:
     settings = linli_variables()
     assert "LINLI_DATABASE__URL" in settings and "LINLI_ENV" in settings  # the walk itself works
-    used = compose_variables() | set(env_example()) | dockerfile_env()
+    used = compose_variables() | set(env_example()) | dockerfile_env() | k8s_variables()
+    assert "LINLI_MQTT__HOST" in k8s_variables()
     unknown_linli = sorted(name for name in used if name.startswith("LINLI_") and name not in settings)
     assert not unknown_linli, f"not Linli settings (a typo is silently ignored): {unknown_linli}"
     others = sorted(name for name in used if not name.startswith("LINLI_") and name not in KNOWN_OTHER)
@@ -159,6 +169,8 @@ def test_every_image_is_pinned() -> None:
     assert not any(_pinned(image) for image in ("postgres", "postgres:latest", "minio/minio:edge"))
     base = re.search(r"^FROM (\S+)", (INFRA / "Dockerfile").read_text(), re.M)
     assert base and _pinned(base.group(1)) and "slim-bookworm" in base.group(1)
+    k8s = yaml.safe_load((INFRA / "k8s" / "ingest.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]
+    assert _pinned(k8s["image"]) and k8s["args"][:3] == ["ingest", "--client-id", "$(POD_NAME)"]
     # Linli's own image is built here, from this checkout.
     assert {name for name, s in SERVICES.items() if "build" in s} == \
            {name for name, image in images.items() if image.startswith("linli:")}

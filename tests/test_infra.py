@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -423,9 +424,14 @@ def test_a_rerun_keeps_passwords_issues_new_ones_and_drops_removed_devices(tmp_p
     assert "user A\n" not in (tmp_path / "acl").read_text()
     assert later.handoff is not None and [r["username"] for r in csv.DictReader(later.handoff.open())] == ["C"]
 
+    moment = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
     rotated = write_broker_auth(tmp_path, [b, c], service_user="svc", service_password="p2",
-                                rotate=frozenset({"B"}))
+                                rotate=frozenset({"B"}), now=moment)
     assert rotated.issued == ["B"] and not verify_password(passwords["B"], read_passwd(tmp_path / "passwd")["B"])
+    again = write_broker_auth(tmp_path, [b, c], service_user="svc", service_password="p2",
+                              rotate=frozenset({"C"}), now=moment)  # the same second: a second file
+    assert rotated.handoff is not None and again.handoff is not None and again.handoff != rotated.handoff
+    assert [r["username"] for r in csv.DictReader(rotated.handoff.open())] == ["B"]
 
 
 def test_the_hash_is_the_one_mosquitto_passwd_writes() -> None:

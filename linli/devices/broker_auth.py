@@ -187,6 +187,10 @@ def write_broker_auth(out: Path, devices: list[BrokerDevice], *, service_user: s
     if handoff_rows:
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         result.handoff = out / f"credentials-{stamp}.csv"
+        number = 1
+        while result.handoff.exists():  # two runs in one second: never overwrite passwords not yet handed on
+            number += 1
+            result.handoff = out / f"credentials-{stamp}-{number}.csv"
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=HANDOFF_COLUMNS)
         writer.writeheader()

@@ -397,6 +397,14 @@ def test_devices_publish_only_their_own_topics_on_a_real_mosquitto(
             watcher.close()
             replica.stop()
 
+        # The simulator's publisher logs in the same way, and says when the broker refuses it.
+        from linli.devices.simulator import publisher
+
+        good = publisher("127.0.0.1", port, username="GAS-1", password=gas["password"])
+        good.disconnect()
+        good.loop_stop()
+        with pytest.raises(ConnectionError, match="refused"):
+            publisher("127.0.0.1", port, username="GAS-1", password="wrong")
         # Wrong passwords and anonymous clients are refused.
         for user, password in (("GAS-1", smoke["password"]), ("GAS-1", ""), (SERVICE_USER, "nope"),
                                ("NO-SUCH", "x")):

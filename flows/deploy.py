@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from flows.deployments import current_definitions, dag_deployments
 from linli.dag.registry import load_task_modules
@@ -23,6 +24,9 @@ def deploy(work_pool: str | None = None) -> list[str]:
     for deployment in dag_deployments(definitions):
         if work_pool:
             deployment.work_pool_name = work_pool
+            # The entrypoint (flows/dag_runner.py) is relative to this directory; without a working
+            # directory a process worker starts each run in a new temporary one and cannot find it.
+            deployment.job_variables = {"working_dir": str(Path.cwd())}
         deployment.apply()
     return sorted(definitions)
 

@@ -377,6 +377,7 @@ from linli.cli_people import PEOPLE_APPS  # noqa: E402  (import, user, patrol, n
 
 for _sub, _name in PEOPLE_APPS:
     app.add_typer(_sub, name=_name)
+app.add_typer(__import__("linli.cli_infra", fromlist=["infra_app"]).infra_app, name="infra")  # mosquitto, deploy
 
 if __name__ == "__main__":
     app()

@@ -185,6 +185,8 @@ def simulate(
             watched = watch_living_alone(session, fleet, count=alone, silent=silent_alone) if alone else []
         shut = frozenset(w.door for w in watched if w.silent)
         sim = DeviceSimulator(fleet, SimulatorOptions(host=settings.mqtt.host, port=settings.mqtt.port,
+                                                      username=settings.mqtt.username,
+                                                      password=settings.mqtt.password.get_secret_value(),
                                                       rate=rate, alarm_every=alarm_every, fault_share=fault_share,
                                                       mute=mute, mute_after=mute_after, shut_doors=shut))
         lang = str(settings.language)

@@ -39,7 +39,8 @@ def _announce(settings: Settings, events: list[Any]) -> None:
 
 @api_app.callback()
 def api(port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default LINLI_GOVERNANCE__API_PORT).")]
-        = None) -> None:
+        = None, host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 only inside a container, "
+                                                      "whose port is published on 127.0.0.1.")] = "127.0.0.1") -> None:
     """Serve Open311 GeoReport v2 at http://127.0.0.1:PORT/open311/v2/ (OpenAPI at …/openapi.json)."""
 
     def work(settings: Settings) -> None:
@@ -49,8 +50,8 @@ def api(port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (defaul
 
         db.upgrade(settings.database_url)
         chosen = port or settings.governance.api_port
-        console.print(t("api_listening", str(settings.language), url=f"http://127.0.0.1:{chosen}/open311/v2/"))
-        uvicorn.run(create_app(settings), host="127.0.0.1", port=chosen, log_level="warning")
+        console.print(t("api_listening", str(settings.language), url=f"http://{host}:{chosen}/open311/v2/"))
+        uvicorn.run(create_app(settings), host=host, port=chosen, log_level="warning")
 
     _run(work)
 

@@ -72,6 +72,18 @@ MESSAGES: dict[str, dict[str, str]] = {
     "alone_active": {"zh": "每隔几秒开关门", "en": "opens the door every few seconds"},
     "alone_silent": {"zh": "始终不开门——下一次居家养老巡查（care-watch）将派探访工单给网格员",
                      "en": "never opens the door — the next care-watch run sends a welfare check to the grid worker"},
+    "mqtt_auth_written": {"zh": "已生成 MQTT 账号：{devices} 台设备（沿用 {kept}，新发 {issued}，删除 {removed}）；"
+                                "密码文件 {passwd}，ACL {acl}",
+                          "en": "MQTT credentials written: {devices} devices ({kept} kept, {issued} issued, "
+                                "{removed} removed); password file {passwd}, ACL {acl}"},
+    "mqtt_auth_handoff": {"zh": "新密码仅此一份：{path}（交给设备安装人员后删除，邻里不保存明文）",
+                          "en": "New passwords, in this one file only: {path} (hand it to the installers, "
+                                "then delete it; Linli keeps no clear text)"},
+    "mqtt_auth_reload": {"zh": "让 Mosquitto 读取新文件：docker compose restart mosquitto",
+                         "en": "Make Mosquitto read them: docker compose restart mosquitto"},
+    "pool_ready": {"zh": "工作池 {pool}（process）{state}", "en": "Work pool {pool} (process) {state}"},
+    "pool_created": {"zh": "已创建", "en": "created"},
+    "pool_existed": {"zh": "已存在", "en": "already existed"},
 }
 
 

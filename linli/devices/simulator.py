@@ -126,6 +126,8 @@ class SimulatorOptions:
 
     host: str = "127.0.0.1"
     port: int = 1883
+    username: str = ""  # LINLI_MQTT__USERNAME / PASSWORD: a broker with password auth refuses anonymous clients
+    password: str = ""
     rate: float = 50.0
     alarm_every: float = 60.0
     fault_share: float = 0.001
@@ -216,20 +218,31 @@ class Generator:
                 json.dumps({"ts": time.time(), "battery": 50}).encode())
 
 
-def publisher(host: str, port: int, client_id: str = "") -> mqtt.Client:
+def publisher(host: str, port: int, client_id: str = "", *, username: str = "", password: str = "") -> mqtt.Client:
     """A connected QoS 1 publisher: many messages in flight (not more than MQTT's 16-bit ids allow), no queue cap."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"linli-sim-{uuid.uuid4().hex[:6]}",
                          protocol=mqtt.MQTTv5)
+    if username:
+        client.username_pw_set(username, password or None)
     client.max_inflight_messages_set(30000)  # 0 (unlimited) reuses a packet id still in flight past 65,535
     client.max_queued_messages_set(0)
     connected = threading.Event()
-    client.on_connect = lambda *_args: connected.set()
+    answers: list[Any] = []
+
+    def on_connect(_client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        answers.append(reason_code)
+        connected.set()
+
+    client.on_connect = on_connect
     client.connect(host, port, keepalive=30)
     client.loop_start()
     # Publishing before the CONNACK marks each message "not connected" (it still goes out later).
     if not connected.wait(10):
         client.loop_stop()
         raise ConnectionError(f"no CONNACK from the MQTT broker at {host}:{port}")
+    if answers[0].is_failure:  # e.g. a wrong LINLI_MQTT__PASSWORD: say so instead of publishing into nothing
+        client.loop_stop()
+        raise ConnectionError(f"the MQTT broker at {host}:{port} refused the connection: {answers[0]}")
     return client
 
 
@@ -249,7 +262,8 @@ class DeviceSimulator:
 
     def run(self, duration: float | None = None) -> None:
         """Publish until `duration` seconds have passed or stop() is called."""
-        self._client = publisher(self.options.host, self.options.port)
+        self._client = publisher(self.options.host, self.options.port, username=self.options.username,
+                                 password=self.options.password)
         rng = self.generator.rng
         alarmers = [d for d in self.fleet[: len(self.fleet) - self.options.mute] if d.device_type in ALARMS]
         started = time.monotonic()

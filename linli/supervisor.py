@@ -62,7 +62,7 @@ class Supervised:
 
     spec: ProcessSpec
     child: Child | None = None
-    state: str = "starting"  # up | restarting | down
+    state: str = "starting"  # starting (not yet started) | up | restarting | down
     started_at: float = 0.0  # wall clock, for uptime in `linli status`
     started_mono: float = 0.0
     restarts: int = 0
@@ -94,13 +94,23 @@ class Supervisor:
         self.started_at = time.time()
         self._lock = threading.Lock()
 
-    def add(self, spec: ProcessSpec) -> Supervised:
-        """Start a process and keep it running from now on."""
+    def plan(self, spec: ProcessSpec) -> Supervised:
+        """Record a process that will be started (state "starting"): `linli status` shows it from now on."""
         entry = Supervised(spec)
-        self._spawn(entry)
         with self._lock:
             self.processes.append(entry)
         self.write_state()
+        return entry
+
+    def start(self, entry: Supervised) -> None:
+        """Start a planned process and keep it running from now on."""
+        self._spawn(entry)
+        self.write_state()
+
+    def add(self, spec: ProcessSpec) -> Supervised:
+        """Start a process and keep it running from now on."""
+        entry = self.plan(spec)
+        self.start(entry)
         return entry
 
     def _spawn(self, entry: Supervised) -> None:
@@ -182,8 +192,9 @@ class Supervisor:
         log.info("stopping %s processes (grace %g s)", len(children), self.policy.stop_grace_seconds)
         terminate(children, self.policy.stop_grace_seconds)
         for entry in self.processes:
-            entry.state = "down"
-            entry.detail = "stopped"
+            if entry.state == "up":
+                entry.detail = "stopped"
+            entry.state = "down"  # a crash loop's detail stays: it says why the process was down
         self.write_state(running=False)
 
 
@@ -309,16 +320,18 @@ def up(settings: Settings, options: UpOptions, stop: threading.Event,
     supervisor = Supervisor(log_dir=data_dir / "logs", state_path=data_dir / STATE_FILE, policy=settings.ops,
                             extra_state={"prefect_api": f"http://127.0.0.1:{options.prefect_port}/api",
                                          "log_dir": str(data_dir / "logs")})
+    entries = [supervisor.plan(spec) for spec in specs]
     try:
-        server = supervisor.add(specs[0])
+        server = entries[0]
+        supervisor.start(server)
         assert server.child is not None
         took = wait_healthy(specs[0].health_url, timeout=180, what="the Prefect server", log_path=server.child.log_path,
                             alive=lambda: stop.is_set() is False and server.child is not None
                             and server.child.process.poll() is None)
         announce(f"Prefect server up in {took:.1f} s on {specs[0].health_url.removesuffix('/health')}")
         threading.Thread(target=_save_policy_block, args=(specs[0].env,), name="policy-block", daemon=True).start()
-        for spec in specs[1:]:
-            supervisor.add(spec)
+        for entry in entries[1:]:
+            supervisor.start(entry)
         announce("started " + ", ".join(s.name for s in specs[1:]) + f"; logs in {supervisor.log_dir}")
         supervisor.run(stop)
     finally:

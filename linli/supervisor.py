@@ -292,10 +292,11 @@ def topology(settings: Settings, options: UpOptions, prefect_db: str) -> list[Pr
     return specs
 
 
-def wait_healthy(url: str, *, timeout: float, alive: Callable[[], bool], what: str, log_path: Path) -> float:
-    """Wait until `url` answers 200 while `alive()`; the seconds it took."""
+def wait_healthy(url: str, *, timeout: float, alive: Callable[[], bool], what: str, log_path: Path,
+                 stop: threading.Event) -> float:
+    """Wait until `url` answers 200 while `alive()` (or until `stop` is set); the seconds it took."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
+    while time.monotonic() - start < timeout and not stop.is_set():
         if not alive():
             tail = log_path.read_text(errors="replace")[-1500:] if log_path.exists() else ""
             raise ConfigurationError(f"{what} stopped while starting", hint=f"see {log_path}:\n{tail}")
@@ -304,7 +305,9 @@ def wait_healthy(url: str, *, timeout: float, alive: Callable[[], bool], what: s
                 return time.monotonic() - start
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        stop.wait(0.5)
+    if stop.is_set():
+        return time.monotonic() - start
     raise ConfigurationError(f"{what} did not answer at {url} within {timeout:.0f} s", hint=f"see {log_path}")
 
 
@@ -314,6 +317,10 @@ def up(settings: Settings, options: UpOptions, stop: threading.Event,
     from linli import db
 
     prefect_db = prefect_database(settings.prefect.database_url, allow_sqlite=options.allow_sqlite)
+    previous = read_state(settings.data_dir)
+    if previous and previous.get("running") and _pid_alive(previous.get("supervisor_pid")):
+        raise ConfigurationError(f"linli up already runs with this data directory (pid {previous['supervisor_pid']})",
+                                 hint="stop it first (Ctrl-C or kill -TERM <pid>), or use another LINLI_DATA_DIR")
     db.upgrade(settings.database_url)  # once here, before N processes would race to migrate
     data_dir = settings.data_dir.resolve()
     specs = topology(settings, options, prefect_db)
@@ -326,8 +333,9 @@ def up(settings: Settings, options: UpOptions, stop: threading.Event,
         supervisor.start(server)
         assert server.child is not None
         took = wait_healthy(specs[0].health_url, timeout=180, what="the Prefect server", log_path=server.child.log_path,
-                            alive=lambda: stop.is_set() is False and server.child is not None
-                            and server.child.process.poll() is None)
+                            stop=stop, alive=lambda: server.child is not None and server.child.process.poll() is None)
+        if stop.is_set():
+            return
         announce(f"Prefect server up in {took:.1f} s on {specs[0].health_url.removesuffix('/health')}")
         threading.Thread(target=_save_policy_block, args=(specs[0].env,), name="policy-block", daemon=True).start()
         for entry in entries[1:]:

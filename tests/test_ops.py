@@ -21,17 +21,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from linli import db
+from linli import db, supervisor
 from linli.api import create_app
 from linli.devices.registry import RuleBook
 from linli.devices.service import start_ingest
 from linli.devices.simulator import publisher
+from linli.errors import ConfigurationError
 from linli.events import RecordingBus
 from linli.logs import JsonFormatter, configure_logging
 from linli.receiver import NotificationReceiver
 from linli.settings import REPO_ROOT, OpsSettings, Settings
-from linli import supervisor
-from linli.errors import ConfigurationError
 from linli.supervisor import ProcessSpec, Supervisor, prefect_database
 from tests.apiserver import serving
 from tests.conftest import BACKENDS, _create_pg_database, _drop_pg_database
@@ -308,7 +307,8 @@ def test_up_runs_the_topology_restarts_a_killed_replica_and_stops_without_orphan
             print(f"healthy after {time.monotonic() - began:.1f} s")
             report = _status_cli(env)  # the command itself: exit 0 when all is well
             names = [p["name"] for p in report["processes"]]
-            assert report["ok"] and names == ["prefect-server", "worker-1", "ingest-1", "ingest-2", "api"], json.dumps(report)
+            assert report["ok"], json.dumps(report)
+            assert names == ["prefect-server", "worker-1", "ingest-1", "ingest-2", "api"]
             pids |= {p["pid"] for p in report["processes"]}
             state = json.loads((data / "run" / "up.json").read_text())
             metrics = [p["metrics_url"] for p in state["processes"] if p["kind"] == "ingest"]

@@ -41,6 +41,7 @@ from linli.settings import OpsSettings, Settings, child_environment
 
 log = logging.getLogger("linli.up")
 STATE_FILE = Path("run") / "up.json"
+EARLY_KINDS = ("api", "dashboard")  # started with the Prefect server, not after it
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,11 @@ def up(settings: Settings, options: UpOptions, stop: threading.Event,
         server = entries[0]
         supervisor.start(server)
         assert server.child is not None
+        # The API and the dashboard need no Prefect to start: they boot while the server does. Workers
+        # register with it, and ingest picks its event bus by asking it once, so they wait for it.
+        for entry in entries[1:]:
+            if entry.spec.kind in EARLY_KINDS:
+                supervisor.start(entry)
         took = wait_healthy(specs[0].health_url, timeout=180, what="the Prefect server", log_path=server.child.log_path,
                             stop=stop, alive=lambda: server.child is not None and server.child.process.poll() is None)
         if stop.is_set():
@@ -339,7 +345,8 @@ def up(settings: Settings, options: UpOptions, stop: threading.Event,
         announce(f"Prefect server up in {took:.1f} s on {specs[0].health_url.removesuffix('/health')}")
         threading.Thread(target=_save_policy_block, args=(specs[0].env,), name="policy-block", daemon=True).start()
         for entry in entries[1:]:
-            supervisor.start(entry)
+            if entry.spec.kind not in EARLY_KINDS:
+                supervisor.start(entry)
         announce("started " + ", ".join(s.name for s in specs[1:]) + f"; logs in {supervisor.log_dir}")
         supervisor.run(stop)
     finally:

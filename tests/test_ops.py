@@ -283,10 +283,16 @@ def test_up_runs_the_topology_restarts_a_killed_replica_and_stops_without_orphan
     engine.dispose()
     data = tmp_path / "data"
     prefect_port, api_port = free_port(), free_port()
+    # The workers serve one small DAG: registering the 14 shipped ones adds a minute on a busy 2-core
+    # machine and is the flows' tests' business; this test is about running and restarting processes.
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "ops-check.yaml").write_text("name: ops-check\nsteps:\n  one: {task: testing.record, with: {label: up}}\n")
     with run_broker(tmp_path) as broker:
         env = dict(os.environ, LINLI_DATA_DIR=str(data), LINLI_DATABASE__URL=linli_url, LINLI_LANGUAGE="en",
                    LINLI_PREFECT__DATABASE_URL=prefect_url, LINLI_MQTT__PORT=str(broker.port),
-                   LINLI_OPS__LOG_FORMAT="json", LINLI_OPS__RESTART_BACKOFF_SECONDS="0.5")
+                   LINLI_OPS__LOG_FORMAT="json", LINLI_OPS__RESTART_BACKOFF_SECONDS="0.5",
+                   LINLI_DAG__DEFINITIONS_DIR=str(dags), LINLI_DAG__TASK_MODULES="tests.dag_tasks")
         env.pop("PREFECT_API_URL", None)
         up_log = (tmp_path / "up.log").open("wb")
         began = time.monotonic()

@@ -16,7 +16,7 @@ from flows.dag_runner import run_dag
 from flows.deployments import current_definitions, dag_deployments
 from flows.worker import WarmWorker
 from linli.dag.registry import load_task_modules
-from linli.logs import configure_logging
+from linli.logformat import configure_logging
 from linli.settings import get_settings
 
 

@@ -43,7 +43,7 @@ def ingest(
 
     def work(settings: Settings) -> None:
         from linli.devices.service import start_ingest
-        from linli.logs import configure_logging, say
+        from linli.logformat import configure_logging, say
 
         log_format = settings.ops.log_format
         configure_logging(log_format, settings.ops.process_name or "ingest")

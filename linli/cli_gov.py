@@ -47,7 +47,7 @@ def api(port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (defaul
         import uvicorn
 
         from linli.api import create_app
-        from linli.logs import configure_logging, say
+        from linli.logformat import configure_logging, say
 
         log_format = settings.ops.log_format
         # uvicorn's own handlers go: its lines (errors, warnings) come out in the chosen format too.

@@ -36,7 +36,7 @@ def up(
 ) -> None:
     """Start Prefect server (PostgreSQL), workers, ingest replicas, API and dashboard; restart what dies."""
     from linli.cli import _errors, console
-    from linli.logs import configure_logging, say
+    from linli.logformat import configure_logging, say
     from linli.supervisor import UpOptions
     from linli.supervisor import up as run_up
 

@@ -28,7 +28,7 @@ from linli.devices.service import start_ingest
 from linli.devices.simulator import publisher
 from linli.errors import ConfigurationError
 from linli.events import RecordingBus
-from linli.logs import JsonFormatter, configure_logging
+from linli.logformat import JsonFormatter, configure_logging
 from linli.receiver import NotificationReceiver
 from linli.settings import REPO_ROOT, OpsSettings, Settings
 from linli.supervisor import ProcessSpec, Supervisor, prefect_database

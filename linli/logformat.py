@@ -1,5 +1,8 @@
 """Log lines of Linli's long-running services: readable text, or one JSON object per line for a log shipper.
 
+(Not `linli/logs.py`: run from a folder that holds a data directory named `linli`, an editable install
+imports that directory's `logs` folder in its place — `linli demo`'s smoke test does exactly that.)
+
 `configure_logging(settings.ops.log_format, name)` is called once at the start of `linli ingest`, `linli api`,
 `python -m flows.serve` and `linli up`. JSON lines carry ``time`` (UTC, ISO 8601), ``level``,
 ``logger``, ``message``, ``process`` (the name `linli up` gave the process, else the service's own),

@@ -88,6 +88,8 @@ class IngestService:
         self.options = options
         self.on_alarms = on_alarms
         self.counters = Counters()
+        # Called once per committed batch with (messages, seconds to write it): metrics, never per message.
+        self.on_batch: Callable[[int, float], None] | None = None
         self.client_id = options.client_id or f"linli-ingest-{uuid.uuid4().hex[:8]}"
         # A deque, not queue.Queue: append and popleft are atomic and far cheaper at 10,000s a second.
         self._queue: deque[Incoming] = deque()
@@ -100,8 +102,6 @@ class IngestService:
         self._generation = 0
         self._thread: threading.Thread | None = None
         self._subscribed = threading.Event()
-        # Called once per committed batch with (messages, seconds to write it): metrics, never per message.
-        self.on_batch: Callable[[int, float], None] | None = None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
         if options.username:

@@ -9,7 +9,6 @@ which starts a new Python process for each run.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from prefect import serve
 
@@ -17,6 +16,7 @@ from flows.dag_runner import run_dag
 from flows.deployments import current_definitions, dag_deployments
 from flows.worker import WarmWorker
 from linli.dag.registry import load_task_modules
+from linli.logformat import configure_logging
 from linli.settings import get_settings
 
 
@@ -31,21 +31,13 @@ def main() -> None:
         # limit=3: each run is a new Python process; more at once only thrash a small machine.
         serve(*deployments, query_seconds=1, pause_on_shutdown=False, limit=3)
         return
-    _log_worker_to_stderr()
+    # Prefect put a handler on the root logger when imported; the worker's own lines (start, shutdown,
+    # peak memory every 100 runs) and the flow runs' go to stderr in the chosen format (text or json).
+    configure_logging(settings.ops.log_format, settings.ops.process_name or "worker",
+                      loggers=("prefect._internal",))
     WarmWorker([(deployment, run_dag) for deployment in deployments], limit=settings.prefect.worker_limit,
                poll_seconds=settings.prefect.worker_poll_seconds,
                grace_seconds=settings.prefect.worker_grace_seconds).run()
-
-
-def _log_worker_to_stderr() -> None:
-    # Prefect configures the root logger on import (basicConfig is then a no-op); give the worker's
-    # own lines (start, shutdown, peak memory every 100 runs) a handler so they reach the log.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
-    worker_logger = logging.getLogger("linli.worker")
-    worker_logger.addHandler(handler)
-    worker_logger.setLevel(logging.INFO)
-    worker_logger.propagate = False
 
 
 if __name__ == "__main__":

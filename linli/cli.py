@@ -36,6 +36,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(work_app, name="work")
 app.add_typer(policy_app, name="policy")
 app.add_typer(__import__("linli.cli_devices", fromlist=["cli_devices"]).device_commands)  # ingest, simulate, devices
+app.add_typer(__import__("linli.cli_ops", fromlist=["cli_ops"]).ops_commands)  # up, status
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")

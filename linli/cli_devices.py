@@ -43,8 +43,11 @@ def ingest(
 
     def work(settings: Settings) -> None:
         from linli.devices.service import start_ingest
+        from linli.logformat import configure_logging, say
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        log_format = settings.ops.log_format
+        configure_logging(log_format, settings.ops.process_name or "ingest")
+        log = logging.getLogger("linli.ingest")
         db.upgrade(settings.database_url)
         # The ingest process is its own: a thread back from the database or a socket (an alarm's notify
         # worker) gets the GIL from the busy bulk writer after 0.5 ms instead of Python's 5 ms, which
@@ -55,16 +58,19 @@ def ingest(
         replica = start_ingest(settings, client_id=client_id or f"linli-ingest-{settings.mqtt.port}",
                                status_port=status_port)
         lang = str(settings.language)
-        _cli().console.print(t("ingest_running", lang, host=settings.mqtt.host, port=settings.mqtt.port,
-                        client=replica.service.client_id))
+        show = _cli().console.print
+        say(log_format, log, t("ingest_running", lang, host=settings.mqtt.host, port=settings.mqtt.port,
+                               client=replica.service.client_id), show)
         try:
             while not stop.wait(report_every):
-                _cli().console.print(t("ingest_counters", lang, **replica.service.snapshot()))
+                counters = replica.service.snapshot()
+                say(log_format, log, t("ingest_counters", lang, **counters), show, **counters)
         except KeyboardInterrupt:
             pass
         finally:
             replica.stop()
-            _cli().console.print(t("ingest_counters", lang, **replica.service.snapshot()))
+            counters = replica.service.snapshot()
+            say(log_format, log, t("ingest_counters", lang, **counters), show, **counters)
 
     _cli()._run(work)
 

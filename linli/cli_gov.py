@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,11 +48,17 @@ def api(port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (defaul
         import uvicorn
 
         from linli.api import create_app
+        from linli.logformat import configure_logging, say
 
+        log_format = settings.ops.log_format
+        # uvicorn's own handlers go: its lines (errors, warnings) come out in the chosen format too.
+        configure_logging(log_format, settings.ops.process_name or "api",
+                          loggers=("uvicorn", "uvicorn.error", "uvicorn.access", "fastapi"))
         db.upgrade(settings.database_url)
         chosen = port or settings.governance.api_port
-        console.print(t("api_listening", str(settings.language), url=f"http://{host}:{chosen}/open311/v2/"))
-        uvicorn.run(create_app(settings), host=host, port=chosen, log_level="warning")
+        say(log_format, logging.getLogger("linli.api"),
+            t("api_listening", str(settings.language), url=f"http://{host}:{chosen}/open311/v2/"), console.print)
+        uvicorn.run(create_app(settings), host=host, port=chosen, log_level="warning", log_config=None)
 
     _run(work)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +33,39 @@ class Child:
     log_file: IO[bytes]
 
 
+def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
+    """Start `args` in its own session (its own process group) with its output appended to <log_dir>/<name>.log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    log_file = log_path.open("ab")
+    process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return Child(name, process, log_path, log_file)
+
+
+def _signal_group(child: Child, signum: int) -> None:
+    # The whole group: a child's own children (the Prefect server's uvicorn) must not outlive it.
+    try:
+        os.killpg(child.process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def terminate(children: list[Child], timeout: float = 15) -> None:
+    """SIGTERM each child's process group (newest first), then SIGKILL what still runs after `timeout` s."""
+    for child in reversed(children):
+        if child.process.poll() is None:
+            _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for child in reversed(children):
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.process.wait(5)
+        _signal_group(child, signal.SIGKILL)  # what the leader left behind in its group
+        child.log_file.close()
+
+
 @dataclass
 class ProcessGroup:
     """Starts child processes in their own sessions and stops them in reverse order."""
@@ -41,12 +75,7 @@ class ProcessGroup:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         """Start `args` with its output in <log_dir>/<name>.log."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        log_file = log_path.open("ab")
-        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
-        child = Child(name, process, log_path, log_file)
+        child = spawn(name, args, env, self.log_dir)
         self.children.append(child)
         return child
 
@@ -61,17 +90,7 @@ class ProcessGroup:
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM each child (newest first), then SIGKILL what is still running after `timeout`."""
-        for child in reversed(self.children):
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in reversed(self.children):
-            try:
-                child.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait(5)
-            child.log_file.close()
+        terminate(self.children, timeout)
         self.children.clear()
 
 

@@ -84,6 +84,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     "pool_ready": {"zh": "工作池 {pool}（process）{state}", "en": "Work pool {pool} (process) {state}"},
     "pool_created": {"zh": "已创建", "en": "created"},
     "pool_existed": {"zh": "已存在", "en": "already existed"},
+    "up_running": {"zh": "邻里生产拓扑已在本机启动（{count} 个进程）", "en": "Linli's production topology is running "
+                   "here ({count} processes)"},
+    "up_status_hint": {"zh": "查看状态：linli status；日志：{logs}；按 Ctrl-C 停止",
+                       "en": "Status: linli status; logs: {logs}; press Ctrl-C to stop"},
+    "up_stopped": {"zh": "所有进程已停止。", "en": "Every process has stopped."},
+    "status_not_running": {"zh": "linli up 未在运行（上次状态见下）。",
+                           "en": "linli up is not running (last known state below)."},
+    "status_problems": {"zh": "{count} 个进程异常。", "en": "{count} process(es) not up and healthy."},
 }
 
 

@@ -203,6 +203,31 @@ class PeopleSettings(BaseModel):
         return value
 
 
+class OpsSettings(BaseModel):
+    """Running the production topology here (`linli up`, `linli status`): log format, process names, ports."""
+
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines of ingest, the API, the workers and `linli up`: 'text', or 'json' "
+        "(one object a line: time, level, logger, message, process, extra fields) for a log shipper.")
+    process_name: str = Field(default="", description="Name of this process in JSON log lines (`linli up` sets "
+                              "it for each child, e.g. ingest-2); empty: the service's own name.")
+    ingest_metrics_port: int = Field(
+        default=9470, ge=0, le=65535, description="`linli up`: the first ingest replica serves /metrics and its "
+        "counters on 127.0.0.1:<port>, the next one on <port>+1, …; 0: free ports chosen at start.")
+    restart_backoff_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="`linli up`: wait before restarting a process that died; doubles "
+        "while it keeps dying quickly, up to restart_backoff_max_seconds.")
+    restart_backoff_max_seconds: float = Field(default=60.0, gt=0, le=3600,
+                                               description="`linli up`: longest wait before a restart.")
+    crash_loop_restarts: int = Field(
+        default=5, ge=1, le=100, description="`linli up`: a process that died this many times in a row within "
+        "min_uptime_seconds of starting is reported down (crash loop) and retried only at the longest wait.")
+    min_uptime_seconds: float = Field(default=10.0, gt=0, description="`linli up`: a process that ran at least "
+                                      "this long before dying is restarted after the first wait again.")
+    stop_grace_seconds: float = Field(default=15.0, ge=0, le=600, description="`linli up`: on stop, how long "
+                                      "children have after SIGTERM before they get SIGKILL.")
+
+
 class Settings(BaseSettings):
     """Every Linli setting. Environment: LINLI_<GROUP>__<FIELD>, e.g. LINLI_DATABASE__URL."""
 
@@ -229,6 +254,7 @@ class Settings(BaseSettings):
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
     datahub: DatahubSettings = Field(default_factory=DatahubSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

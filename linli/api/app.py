@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from linli import db
 from linli.api import open311
+from linli.api.metrics import METRICS_PATH, ApiMetrics, MetricsMiddleware
 from linli.apikeys import check_key
 from linli.errors import (
     ConfigurationError,
@@ -120,6 +121,9 @@ def create_app(
     app = FastAPI(title="Linli Open311 GeoReport v2", version="2.0",
                   description="Report problems to the community (随手拍) and follow them to closure.",
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
+    app.state.metrics = ApiMetrics()  # Prometheus: requests and latency by route template, at /metrics
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_route(METRICS_PATH, app.state.metrics.endpoint, include_in_schema=False)
 
     @contextmanager
     def unit() -> Iterator[Session]:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -117,6 +119,8 @@ class AlarmFastPath:
         self.recipients_ttl = recipients_ttl
         self._recipients: dict[tuple[int, int | None], tuple[float, list[tuple[int, str]]]] = {}
         self._sends = ThreadPoolExecutor(max_workers=workers * 2, thread_name_prefix="alarm-send")
+        # Told (reading time, notices sent time) for each alarm notified: the alarm-latency metric.
+        self.on_notified: Callable[[datetime, datetime], None] | None = None
 
     def submit(self, alarms: list[NewAlarm]) -> list[Future[FastPathResult | None]]:
         """Handle each alarm on the pool (life-safety ones first); returns the futures."""
@@ -200,6 +204,8 @@ class AlarmFastPath:
             alarm.notified_at = utcnow()
             session.add(alarm)
             session.commit()
+            if self.on_notified is not None:
+                self.on_notified(alarm.first_at, alarm.notified_at)
             return ids
 
     def _responders(self, session: Session, device: Device) -> list[tuple[int, str]]:

@@ -17,7 +17,6 @@ stop the rest — it ends in the dead-letter table. Ingest never stops on a mess
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 import threading
@@ -26,7 +25,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -91,6 +89,8 @@ class IngestService:
         self.options = options
         self.on_alarms = on_alarms
         self.counters = Counters()
+        # Called once per committed batch with (messages, seconds to write it): metrics, never per message.
+        self.on_batch: Callable[[int, float], None] | None = None
         self.client_id = options.client_id or f"linli-ingest-{uuid.uuid4().hex[:8]}"
         # A deque, not queue.Queue: append and popleft are atomic and far cheaper at 10,000s a second.
         self._queue: deque[Incoming] = deque()
@@ -203,6 +203,7 @@ class IngestService:
             self.counters.queued = len(self._queue) + len(self._urgent)
             if not batch:
                 continue
+            started = time.perf_counter()
             try:
                 result = self._write(batch)
             except _Abandon:
@@ -210,6 +211,8 @@ class IngestService:
                 return
             self._ack(batch)
             self._count(batch, result)
+            if self.on_batch is not None:
+                self.on_batch(len(batch), time.perf_counter() - started)
             if result.new_alarms and self.on_alarms is not None:
                 log.info("batch of %s with %s new alarm(s): oldest message waited %.0f ms", len(batch),
                          len(result.new_alarms), (time.time() - min(m.received for m in batch)) * 1000)
@@ -297,22 +300,3 @@ def _merge(left: BatchResult, right: BatchResult) -> BatchResult:
             merged.reasons[reason] += count
     return merged
 
-
-def serve_counters(service: IngestService, port: int) -> ThreadingHTTPServer:
-    """Serve the counters as JSON at http://127.0.0.1:<port>/ (a thread; shut it down when done)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-            body = json.dumps(service.snapshot()).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug(format, *args)
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, name="ingest-counters", daemon=True).start()
-    return server

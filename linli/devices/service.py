@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 
 from linli import db
 from linli.devices.fastpath import AlarmFastPath
-from linli.devices.ingest import IngestOptions, IngestService, serve_counters
+from linli.devices.ingest import IngestOptions, IngestService
+from linli.devices.metrics import IngestMetrics, serve_status
 from linli.devices.registry import RuleBook
 from linli.devices.rules_source import load_rules
 from linli.devices.writer import BatchWriter
@@ -35,6 +36,7 @@ class IngestReplica:
     stop_event: threading.Event
     threads: list[threading.Thread]
     status_server: Any = None
+    metrics: IngestMetrics | None = None
 
     def stop(self) -> None:
         """Stop consuming, write and acknowledge what is queued, finish the fast path."""
@@ -80,10 +82,13 @@ def start_ingest(settings: Settings, *, client_id: str = "", engine: Engine | No
                                    args=(writer, settings, stop_event), daemon=True)
         refresh.start()
         threads.append(refresh)
+    metrics = IngestMetrics(service)
+    service.on_batch = metrics.observe_batch
+    fast_path.on_notified = metrics.observe_notified
     service.start()
     port = ds.status_port if status_port is None else status_port
-    server = serve_counters(service, port) if port else None
-    return IngestReplica(service, fast_path, stop_event, threads, server)
+    server = serve_status(metrics, port) if port else None
+    return IngestReplica(service, fast_path, stop_event, threads, server, metrics)
 
 
 def _refresh_rules(writer: BatchWriter, settings: Settings, stop: threading.Event,

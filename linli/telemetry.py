@@ -125,7 +125,8 @@ def ensure_partitions(conn: Connection, *, months_ahead: int = 3, now: datetime 
             start, end = _bound(year, month), _bound(*_month(year, month, 1))
             conn.execute(text(f'CREATE TABLE "{name}" (LIKE "{table}" INCLUDING DEFAULTS)'))
             conn.execute(text(f'WITH moved AS (DELETE FROM "{table}_default" WHERE ts >= CAST(:a AS timestamptz) '
-                              f'AND ts < CAST(:b AS timestamptz) RETURNING *) INSERT INTO "{name}" SELECT * FROM moved'),
+                              f'AND ts < CAST(:b AS timestamptz) RETURNING *) '
+                              f'INSERT INTO "{name}" SELECT * FROM moved'),
                          {"a": start, "b": end})
             conn.execute(text(f"ALTER TABLE \"{table}\" ATTACH PARTITION \"{name}\" "
                               f"FOR VALUES FROM ('{start}') TO ('{end}')"))

@@ -615,8 +615,9 @@ def main() -> int:  # noqa: PLR0915 (one run, read top to bottom)
         "communities": args.communities, "replicas": args.replicas,
         "office_avg_msg_per_s": round(office_avg, 1), "office_peak_msg_per_s": round(office_peak, 1),
         "offered_msg_per_s": round(offered_rate), "stored_msg_per_s": round(stored_rate), "offered": offered,
-        "stored": int(stored), "dead_letters": int(totals["dead_lettered"]), "alarms": int(totals["alarms"]), "lost": lost,
-        "device_to_row_lag": lag, "ingest_receipt_to_commit_lag": receipt_lag, "cpu_percent_of_core": {k: round(100 * v / wall) for k, v in cpu.items()},
+        "stored": int(stored), "dead_letters": int(totals["dead_lettered"]), "alarms": int(totals["alarms"]),
+        "lost": lost, "device_to_row_lag": lag, "ingest_receipt_to_commit_lag": receipt_lag,
+        "cpu_percent_of_core": {k: round(100 * v / wall) for k, v in cpu.items()},
         "reports": report_figures, "max_sustained_msg_per_s": round(max_rate),
         "headroom_vs_avg": round(headroom_avg, 1), "headroom_vs_peak": round(headroom_peak, 1),
         "sizes": table_sizes, "load_start": [round(x, 2) for x in load], "load_end": [round(x, 2) for x in load_end]}

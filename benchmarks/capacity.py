@@ -245,7 +245,8 @@ class Replicas:
     def totals(self) -> dict[str, float]:
         """Counters summed over the replicas (lag: the largest)."""
         total: dict[str, float] = {"received": 0, "written": 0, "duplicates": 0, "dead_lettered": 0,
-                                   "alarms": 0, "records": 0, "queued": 0, "lag_seconds": 0.0}
+                                   "alarms": 0, "records": 0, "queued": 0, "batches": 0, "db_retries": 0,
+                                   "lag_seconds": 0.0}
         for port in self.ports:
             state = counters(port) or {}
             for key in total:
@@ -340,6 +341,17 @@ def lag_percentiles(url: str) -> dict[str, float]:
     p = row[0] or [0, 0, 0]
     return {"p50_s": round(p[0], 3), "p95_s": round(p[1], 3), "p99_s": round(p[2], 3),
             "max_s": round(float(row[1] or 0), 3), "rows": int(row[2])}
+
+
+def table_rows(url: str) -> dict[str, int]:
+    """Rows per message table (what the run stored, before the headroom drain adds more)."""
+    from sqlalchemy import text
+
+    from linli import db
+
+    with db.engine_for(url).connect() as conn:
+        return {t: int(conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar() or 0)
+                for t in ("telemetry", "device_event", "access_record", "vehicle_record", "dead_letter")}
 
 
 def sizes(url: str) -> dict[str, dict[str, float]]:
@@ -522,7 +534,7 @@ def main() -> int:  # noqa: PLR0915 (one run, read top to bottom)
                 offered = sum(sent["sent"].values())
                 while time.monotonic() < deadline:
                     totals = replicas.totals()
-                    if totals["received"] >= offered and totals["queued"] == 0:
+                    if totals["written"] + totals["duplicates"] + totals["dead_lettered"] >= offered:
                         break
                     time.sleep(0.2)
                 drained = time.perf_counter() - began
@@ -542,6 +554,7 @@ def main() -> int:  # noqa: PLR0915 (one run, read top to bottom)
             bus.close()
             receiver.close()
             lag = lag_percentiles(url)
+            rows = table_rows(url)
             stored = totals["written"] + totals["duplicates"]
             lost = offered - int(stored + totals["dead_lettered"])
             batch_lags = [s[1]["lag_seconds"] for s in samples if s[1]["lag_seconds"]]
@@ -573,11 +586,18 @@ def main() -> int:  # noqa: PLR0915 (one run, read top to bottom)
             max_rate = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else 0.0
             replicas.stop()
             replicas = None
+            problems = [line for path in sorted(work.glob("ingest-*.log"))
+                        for line in path.read_text(errors="replace").splitlines() if " ERROR " in line]
+            if problems:
+                print(f"ingest logged {len(problems)} error line(s), e.g. {problems[0][:400]}", flush=True)
             table_sizes = sizes(url)
     finally:
         if replicas is not None:
             replicas.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("CAPACITY_KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     offered_rate = offered / sent["seconds"]
     stored_rate = stored / drained
@@ -585,6 +605,7 @@ def main() -> int:  # noqa: PLR0915 (one run, read top to bottom)
           f"({', '.join(f'{k} {v:,}' for k, v in sent['sent'].items())})")
     print(f"stored  {int(stored):,} (+{int(totals['dead_lettered'])} dead letters) by {drained:.1f} s = "
           f"{stored_rate:,.0f} msg/s; {int(totals['alarms'])} alarms raised; largest ingest queue {int(peak_queue)}")
+    print(f"rows: {json.dumps(rows)}")
     print(f"not stored: {lost} (offered − stored − dead letters); ingest counters {json.dumps(totals)}")
     print(f"lag device ts → row (publisher, broker and ingest): p50 {lag['p50_s']:.3f} s · p95 {lag['p95_s']:.3f} s"
           f" · p99 {lag['p99_s']:.3f} s · max {lag['max_s']:.3f} s over {lag['rows']:,} rows")

@@ -26,7 +26,7 @@ Reported: offered vs stored message rate, ingest lag (device timestamp → row w
 CPU per process, report → assignee latency, bytes per row of the partitioned tables
 (`pg_total_relation_size`) and of the hourly rollup, headroom. Last line: one JSON object.
 
-    .venv/bin/python -m benchmarks.capacity                 # 120 s, speedup 20
+    .venv/bin/python -m benchmarks.capacity                 # 120 s, speedup 5
     .venv/bin/python -m benchmarks.capacity --seconds 20    # the short development run
 """
 
@@ -164,7 +164,7 @@ def generate(plan_path: Path, out_path: Path) -> None:
                 owed[stream] += rate * factor * plan.speedup * dt
                 if stream == "alarm" and elapsed >= storm_from:
                     owed[stream] += plan.storm_alarms * dt / (plan.seconds - storm_from)
-                while owed[stream] >= 1:
+                for _ in range(min(int(owed[stream]), 200)):  # a bounded step: phases follow the clock
                     owed[stream] -= 1
                     pending.append(client.publish(*message(stream), qos=1))
                     sent[stream] += 1
@@ -437,7 +437,8 @@ def main() -> int:  # noqa: PLR0915 (one run, read top to bottom)
     """Run the street office, then the headroom drain; print the figures, JSON last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120, help="Wall seconds of the street-office run.")
-    parser.add_argument("--speedup", type=float, default=20, help="Office seconds per wall second.")
+    parser.add_argument("--speedup", type=float, default=5, help="Office seconds per wall second (one Python "
+                        "publisher offers ~1,000 msg/s QoS 1 on a quiet 2-core machine, far less on a busy one).")
     parser.add_argument("--communities", type=int, default=50)
     parser.add_argument("--devices", type=int, default=20_000)
     parser.add_argument("--reports-per-day", type=int, default=300)

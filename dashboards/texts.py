@@ -277,6 +277,11 @@ ZH: dict[str, str] = {
     "behalf_submit": "代为上报",
     "behalf_filed": "已受理，案件编号 {number}；居民会收到回执，办结后可评价。",
     # devices (issue 5)
+    "tel_title": "遥测（近 7 天，按小时汇总）",
+    "tel_device": "设备",
+    "tel_metric": "指标",
+    "tel_none": "这台设备近 7 天没有遥测数据。",
+    "tel_summary": "{count} 条读数 · 最小 {min} · 平均 {avg} · 最大 {max} · 最新 {last}",
 }
 
 EN: dict[str, str] = {
@@ -547,6 +552,11 @@ EN: dict[str, str] = {
     "behalf_submit": "Report for them",
     "behalf_filed": "Filed as case {number}; the resident gets a receipt and rates it when done.",
     # devices (issue 5)
+    "tel_title": "Telemetry (last 7 days, hourly)",
+    "tel_device": "Device",
+    "tel_metric": "Metric",
+    "tel_none": "No telemetry from this device in the last 7 days.",
+    "tel_summary": "{count} readings · min {min} · mean {avg} · max {max} · latest {last}",
 }
 
 TEXTS: dict[str, dict[str, str]] = {"zh": ZH, "en": EN}

@@ -1,7 +1,9 @@
 """Retention: personal data kept only as long as needed — purged or anonymised by a scheduled DAG.
 
 Closed cases keep their facts (category, place, times, ratings) but lose who reported them; raw
-device data (telemetry, access and vehicle records, device events) and patrol scans are deleted;
+device data (telemetry, access and vehicle records, device events) and patrol scans are deleted
+(device data through `linli.telemetry.expire`: dropped by monthly partition on PostgreSQL, and
+telemetry rolled up into hourly aggregates before it goes);
 expired login sessions and old audit lines go too. Tables that are not installed are skipped,
 so the same purge serves an installation with or without devices.
 """
@@ -16,6 +18,7 @@ from sqlmodel import Session, SQLModel, col
 
 from linli.models import Case, CaseStatus, Feedback
 from linli.models.registry import AuditEntry, LoginSession, PatrolScan
+from linli.telemetry import expire
 
 
 class RetentionPolicy(BaseModel):
@@ -50,12 +53,12 @@ def purge(session: Session, *, now: datetime, policy: RetentionPolicy) -> dict[s
     session.execute(update(Feedback).where(col(Feedback.case_id).in_(closed_ids), Feedback.by != "anonymised")
                     .values(by="anonymised", comment=""))
     tables = SQLModel.metadata.tables
-    for name, (column, period) in DEVICE_TABLES.items():
+    for name, (_column, period) in DEVICE_TABLES.items():
         table: Table | None = tables.get(name)
         if table is None:
             continue
-        before = now - timedelta(days=getattr(policy, period))
-        counts[name] = session.execute(delete(table).where(table.c[column] < before)).rowcount  # type: ignore[attr-defined]
+        # One place expires device data: whole monthly partitions on PostgreSQL, telemetry rolled up first.
+        counts[name] = expire(session.connection(), name, now - timedelta(days=getattr(policy, period)))["rows"]
     counts["patrol_scans"] = session.execute(delete(PatrolScan).where(
         col(PatrolScan.at) < now - timedelta(days=policy.patrol_days))).rowcount  # type: ignore[attr-defined]
     counts["sessions"] = session.execute(delete(LoginSession).where(

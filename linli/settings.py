@@ -120,7 +120,7 @@ class DagSettings(BaseModel):
         default=REPO_ROOT / "flows" / "dags", description="Folder of the shipped DAG definitions (*.yaml).")
     task_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["tasks.cases", "tasks.messages", "tasks.community", "tasks.devices",
-                                 "tasks.datahub", "tasks.people"],
+                                 "tasks.datahub", "tasks.people", "tasks.telemetry"],
         description="Comma-separated Python modules whose tasks DAG steps can use (they register on import).",
     )
 
@@ -228,6 +228,20 @@ class OpsSettings(BaseModel):
                                       "children have after SIGTERM before they get SIGKILL.")
 
 
+class TelemetrySettings(BaseModel):
+    """Telemetry at scale: monthly partitions (PostgreSQL), hourly aggregates and how long they are kept.
+
+    Raw telemetry's own period stays LINLI_PEOPLE__TELEMETRY_RETENTION_DAYS (a privacy setting)."""
+
+    rollup_retention_days: int = Field(default=3 * 365, ge=1, description="Hourly telemetry aggregates older "
+                                       "than this are deleted (raw rows go after people.telemetry_retention_days).")
+    partitions_ahead_months: int = Field(default=3, ge=1, le=24, description="PostgreSQL: monthly partitions "
+                                         "made this many months ahead (a DEFAULT partition catches the rest).")
+    rollup_lookback_hours: int = Field(default=2, ge=0, le=48, description="Closed hours aggregated again at "
+                                       "each rollup, for messages that arrive late.")
+    rollup_max_hours: int = Field(default=24 * 7, ge=1, description="Most hours one rollup run catches up on.")
+
+
 class Settings(BaseSettings):
     """Every Linli setting. Environment: LINLI_<GROUP>__<FIELD>, e.g. LINLI_DATABASE__URL."""
 
@@ -255,6 +269,7 @@ class Settings(BaseSettings):
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
     datahub: DatahubSettings = Field(default_factory=DatahubSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

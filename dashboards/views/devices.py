@@ -58,6 +58,29 @@ def devices(state: str | None) -> None:
 
 devices(state)
 
+# Telemetry over days reads the hourly aggregates (telemetry_hourly) plus the open hour, never a week of raw rows.
+st.subheader(t("tel_title", lang))
+with db.session_scope() as session:
+    metered = {r.code: r for r in views.device_rows(session=session) if DEVICE_TYPES[r.device_type].metrics}
+if metered:
+    from linli import telemetry
+    from linli.models import utcnow
+
+    pick = st.selectbox(t("tel_device", lang), sorted(metered), key="tel_device")
+    spec = DEVICE_TYPES[metered[pick].device_type]
+    metric = st.selectbox(t("tel_metric", lang), [m.name for m in spec.metrics], key="tel_metric",
+                          format_func=lambda name: f"{name} ({next(m.unit for m in spec.metrics if m.name == name)})")
+    since = utcnow() - timedelta(days=7)
+    with db.session_scope() as session:
+        hours = telemetry.metric_hours(session=session, device_id=metered[pick].id, metric=metric, since=since)
+        summary = telemetry.metric_summary(session=session, device_id=metered[pick].id, metric=metric, since=since)
+    if hours:
+        st.caption(t("tel_summary", lang, count=summary.count, min=f"{summary.min:g}", avg=f"{summary.avg:.3g}",
+                     max=f"{summary.max:g}", last=f"{summary.last:g}"))
+        st.line_chart({"min": [p.min for p in hours], "avg": [p.avg for p in hours], "max": [p.max for p in hours]})
+    else:
+        st.info(t("tel_none", lang))
+
 st.subheader(t("cmd_title", lang))
 with db.session_scope() as session:
     choices = {r.code: r for r in views.device_rows(session=session)}

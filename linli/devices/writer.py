@@ -3,7 +3,7 @@
 Each message is checked (topic, size, JSON, schema, known device of the right type); the good
 ones become rows (telemetry, events, access and vehicle records with their data-hub outbox rows,
 heartbeats as device updates, command answers), the bad ones dead letters with the raw bytes and
-the reason. Inserts are "insert, ignore on conflict" on (device, message key) for PostgreSQL and
+the reason. Inserts are "insert, ignore on conflict" on (device, message key, time) for PostgreSQL and
 SQLite alike, so a redelivered message writes nothing twice — and its alarms fire only once.
 """
 
@@ -122,7 +122,7 @@ class PgJsonInsert:
         self.columns = columns
         names = ", ".join(columns)
         record = ", ".join(f"{c} {PG_TYPES[c]}" for c in columns)
-        tail = " ON CONFLICT (device_id, msg_key) DO NOTHING RETURNING device_id, msg_key, id" if idempotent else ""
+        tail = " ON CONFLICT (device_id, msg_key, ts) DO NOTHING RETURNING device_id, msg_key, id" if idempotent else ""
         self.statement = text(f'INSERT INTO "{table_name}" ({names}) SELECT {names} '
                               f"FROM json_to_recordset(CAST(:rows AS json)) AS x({record}){tail}")
         self.idempotent = idempotent
@@ -149,12 +149,15 @@ def _urgent_lanes(rules: RuleBook) -> set[tuple[str, str]]:
 
 
 def _insert(engine: Engine, table: Any) -> Insert:
-    """INSERT … ON CONFLICT (device_id, msg_key) DO NOTHING RETURNING device_id, msg_key, id."""
+    """INSERT … ON CONFLICT (device_id, msg_key, ts) DO NOTHING RETURNING device_id, msg_key, id.
+
+    `ts` is in the key because PostgreSQL partitions these tables by month of `ts` (a partitioned
+    table's unique keys must hold its partition key); a redelivery has the same key and time."""
     tbl: Table = table.__table__
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     if engine.dialect.name not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"ingest supports PostgreSQL and SQLite, not {engine.dialect.name}")
-    return (dialect.insert(tbl).on_conflict_do_nothing(index_elements=["device_id", "msg_key"])  # type: ignore[attr-defined]
+    return (dialect.insert(tbl).on_conflict_do_nothing(index_elements=["device_id", "msg_key", "ts"])  # type: ignore[attr-defined]
             .returning(tbl.c.device_id, tbl.c.msg_key, tbl.c.id))
 
 

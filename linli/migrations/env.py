@@ -5,6 +5,7 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import linli.models  # noqa: F401
+from linli.telemetry import include_name
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -13,7 +14,7 @@ target_metadata = SQLModel.metadata
 def run_migrations_offline() -> None:
     """Emit SQL without a connection."""
     context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True, render_as_batch=True)
+                      literal_binds=True, render_as_batch=True, include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -23,7 +24,8 @@ def run_migrations_online() -> None:
     connectable = engine_from_config(config.get_section(config.config_ini_section, {}),
                                      prefix="sqlalchemy.", poolclass=pool.NullPool)
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          include_name=include_name)  # monthly partitions are no model tables
         with context.begin_transaction():
             context.run_migrations()
 

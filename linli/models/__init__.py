@@ -78,3 +78,6 @@ __all__ += [
     "DeviceCommand", "DeviceEvent", "DeviceState", "EndpointCursor", "OutboxRecord", "ParkedRecord", "Telemetry",
     "VehicleRecord",
 ]
+from linli.models.devices import TelemetryHourly  # noqa: E402  (appended by the scale issue)
+
+__all__ += ["TelemetryHourly"]

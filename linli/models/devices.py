@@ -42,10 +42,14 @@ class Device(SQLModel, table=True):
 
 
 class Telemetry(SQLModel, table=True):
-    """One telemetry message: its metrics as JSON; unique per device and message key (idempotent)."""
+    """One telemetry message: its metrics as JSON; unique per device, message key and time (idempotent).
+
+    The four message tables are partitioned by month of `ts` on PostgreSQL (migration 0008), and a
+    partitioned table's unique keys must hold the partition key: so `ts` is part of the key. A
+    redelivered message carries the same key and time, so it is still written once."""
 
     __tablename__ = "telemetry"
-    __table_args__ = (UniqueConstraint("device_id", "msg_key", name="uq_telemetry_device_msg"),)
+    __table_args__ = (UniqueConstraint("device_id", "msg_key", "ts", name="uq_telemetry_device_msg"),)
     id: int | None = Field(default=None, primary_key=True)
     device_id: int = Field(foreign_key="device.id")
     msg_key: str = Field(max_length=64, description="The message id, or its timestamp when it has none.")
@@ -58,7 +62,7 @@ class DeviceEvent(SQLModel, table=True):
     """One event message (alarm button pressed, smoke detected, object thrown …)."""
 
     __tablename__ = "device_event"
-    __table_args__ = (UniqueConstraint("device_id", "msg_key", name="uq_device_event_device_msg"),)
+    __table_args__ = (UniqueConstraint("device_id", "msg_key", "ts", name="uq_device_event_device_msg"),)
     id: int | None = Field(default=None, primary_key=True)
     device_id: int = Field(foreign_key="device.id", index=True)
     msg_key: str = Field(max_length=64)
@@ -73,7 +77,7 @@ class AccessRecord(SQLModel, table=True):
     """A pass through an access gate: method and a credential reference — never a face image or template."""
 
     __tablename__ = "access_record"
-    __table_args__ = (UniqueConstraint("device_id", "msg_key", name="uq_access_record_device_msg"),)
+    __table_args__ = (UniqueConstraint("device_id", "msg_key", "ts", name="uq_access_record_device_msg"),)
     id: int | None = Field(default=None, primary_key=True)
     device_id: int = Field(foreign_key="device.id", index=True)
     msg_key: str = Field(max_length=64)
@@ -89,7 +93,7 @@ class VehicleRecord(SQLModel, table=True):
     """A vehicle passing a barrier: plate, direction and gate (the device)."""
 
     __tablename__ = "vehicle_record"
-    __table_args__ = (UniqueConstraint("device_id", "msg_key", name="uq_vehicle_record_device_msg"),)
+    __table_args__ = (UniqueConstraint("device_id", "msg_key", "ts", name="uq_vehicle_record_device_msg"),)
     id: int | None = Field(default=None, primary_key=True)
     device_id: int = Field(foreign_key="device.id", index=True)
     msg_key: str = Field(max_length=64)
@@ -97,6 +101,23 @@ class VehicleRecord(SQLModel, table=True):
     plate: str = Field(max_length=16, description="Stored whole for the authorities; masked wherever shown.")
     direction: str = Field(default="in", max_length=3)
     granted: bool = Field(default=True)
+
+
+class TelemetryHourly(SQLModel, table=True):
+    """One device's one metric over one closed hour (UTC): what dashboards read, kept after raw rows go."""
+
+    __tablename__ = "telemetry_hourly"
+    __table_args__ = (UniqueConstraint("device_id", "metric", "hour", name="uq_telemetry_hourly"),)
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: int = Field(foreign_key="device.id")
+    metric: str = Field(max_length=40)
+    hour: datetime = created_at_field(index=True)
+    count: int = Field(ge=1, description="Readings of the metric in the hour.")
+    min: float
+    max: float
+    avg: float
+    last: float = Field(description="The hour's latest reading.")
+    last_ts: datetime = created_at_field()
 
 
 class DeadLetter(SQLModel, table=True):

@@ -272,3 +272,121 @@ def wait_stored(published: list[tuple[str, str]], database_url: str, timeout: fl
 def last_line(figures: dict[str, Any]) -> None:
     """The figures as the one JSON object on the last line."""
     print(json.dumps(figures, ensure_ascii=False), flush=True)
+
+
+# --- the governance side: Prefect server, the loop's deployments, the intake API ------------------
+
+LOOP_DEPLOYMENTS = {"report", "assess", "dispatch", "evaluate", "sla-watch"}
+LATER = ("dispatched", "in_progress", "resolved", "closed")  # "dispatched (or later)"
+
+
+@dataclass
+class Governance:
+    """A Prefect server (on `prefect_db`), `python -m flows.serve` and `linli api`, as separate processes."""
+
+    procs: Processes
+    env: dict[str, str]
+    prefect_port: int
+    api_port: int
+    api_key: str = ""
+    buildings: list[str] = field(default_factory=list)
+
+    @property
+    def prefect_api(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    def start_prefect(self) -> float:
+        started = time.perf_counter()
+        self.procs.start("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host",
+                                            "127.0.0.1", "--port", str(self.prefect_port)], self.env)
+        wait_http(f"{self.prefect_api}/health", 180)
+        return time.perf_counter() - started
+
+    def start(self) -> None:
+        took = self.start_prefect()
+        say(f"Prefect server up in {took:.0f} s")
+        self.procs.start("flows", [sys.executable, "-m", "flows.serve"], self.env)
+        self.procs.start("api", [LINLI, "api", "--port", str(self.api_port)], self.env)
+        self.wait_deployments(180)
+        wait_http(f"http://127.0.0.1:{self.api_port}/open311/v2/services.json", 120)
+        time.sleep(5)  # the deployments' triggers reach the server's automation cache
+        say("deployments registered, API up")
+
+    def wait_deployments(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.procs.running.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited: {self.procs.log(name)[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError, ValueError, TypeError):
+                found = {d["name"] for d in httpx.post(f"{self.prefect_api}/deployments/filter", json={},
+                                                       timeout=5).json()}
+                if LOOP_DEPLOYMENTS <= found:
+                    return
+            time.sleep(1)
+        raise RuntimeError(f"the loop's deployments were not registered within {timeout:.0f} s")
+
+    def file(self, index: int) -> str | None:
+        """File one report through the intake API; its case number (None when the API refused or was away)."""
+        data = {"api_key": self.api_key, "service_code": "facility_repair",
+                "description": f"演练{index}号：路灯坏了，晚上很黑", "address_id": self.buildings[index % len(self.buildings)]}
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            response = httpx.post(f"http://127.0.0.1:{self.api_port}/open311/v2/requests.json", data=data, timeout=60)
+            if response.status_code == 201:
+                return str(response.json()[0]["service_request_id"])
+        return None
+
+
+def governance_env(database_url: str, prefect_database_url: str, work: Path, prefect_port: int,
+                   **extra: str) -> dict[str, str]:
+    """The environment of the Prefect server, flows.serve and the API (no Apprise URLs: nothing leaves)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LINLI_", "PREFECT_"))}
+    env.update(LINLI_DATABASE__URL=database_url, LINLI_DATA_DIR=str(work / "data"),
+               LINLI_PREFECT__PORT=str(prefect_port), LINLI_PREFECT__API_URL=f"http://127.0.0.1:{prefect_port}/api",
+               LINLI_PREFECT__DATABASE_URL=prefect_database_url, LINLI_NOTIFY__URLS="",
+               PREFECT_HOME=str(work / "prefect"), PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api",
+               PREFECT_API_DATABASE_CONNECTION_URL=prefect_database_url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_ENABLED="false", DO_NOT_TRACK="1", PREFECT_LOGGING_LEVEL="WARNING", PYTHONUNBUFFERED="1",
+               PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS="5", **extra)
+    return env
+
+
+def prepare_linli(database_url: str) -> tuple[str, list[str]]:
+    """Migrate and seed Linli's database; staff caps raised (capacity never holds a case); an API key."""
+    from sqlmodel import select
+
+    from linli import db
+    from linli.apikeys import create_key
+    from linli.models import Building, Staff
+    from linli.seed import seed_sample
+
+    db.upgrade(database_url)
+    with db.session_scope(db.engine_for(database_url)) as session:
+        seed_sample(session)
+        for staff in session.exec(select(Staff)).all():
+            staff.max_open = 100_000
+            session.add(staff)
+        _row, key = create_key(session, "drill")
+        buildings = [b.code for b in session.exec(select(Building)).all()]
+    return key, buildings
+
+
+def case_statuses(database_url: str, numbers: list[str]) -> dict[str, str]:
+    """Case number → status."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text('SELECT number, status FROM "case" WHERE number = ANY(:n)'), {"n": numbers}).all()
+    engine.dispose()
+    return {number: str(status) for number, status in rows}
+
+
+def wait_cases(database_url: str, numbers: list[str], timeout: float) -> tuple[dict[str, str], float]:
+    """Until every case is dispatched or later (or `timeout`); the statuses and the seconds waited."""
+    started = time.perf_counter()
+    statuses: dict[str, str] = {}
+    while time.perf_counter() - started < timeout:
+        statuses = case_statuses(database_url, numbers)
+        if len(statuses) == len(numbers) and all(s in LATER for s in statuses.values()):
+            break
+        time.sleep(2)
+    return statuses, time.perf_counter() - started

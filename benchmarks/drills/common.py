@@ -329,7 +329,8 @@ class Governance:
     def file(self, index: int) -> str | None:
         """File one report through the intake API; its case number (None when the API refused or was away)."""
         data = {"api_key": self.api_key, "service_code": "facility_repair",
-                "description": f"演练{index}号：路灯坏了，晚上很黑", "address_id": self.buildings[index % len(self.buildings)]}
+                "description": f"演练{index}号：路灯坏了，晚上很黑",
+                "address_id": self.buildings[index % len(self.buildings)]}
         with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
             response = httpx.post(f"http://127.0.0.1:{self.api_port}/open311/v2/requests.json", data=data, timeout=60)
             if response.status_code == 201:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks.drills.common import (
+    LATER,
     Governance,
     Processes,
     Stream,
@@ -85,8 +86,8 @@ def main() -> int:
             for name, port in ports.items():
                 start_replica(procs, name, env, port)
             started = {name: p.pid for name, p in procs.running.items()}
-            say(f"stack up on private PostgreSQL :{pg.port}; streaming {args.rate:,.0f} msg/s for {args.seconds:.0f} s, "
-                f"a report every {args.report_every:g} s")
+            say(f"stack up on private PostgreSQL :{pg.port}; streaming {args.rate:,.0f} msg/s for "
+                f"{args.seconds:.0f} s, a report every {args.report_every:g} s")
             stream = Stream(broker.host, broker.port, devices, args.rate)
             stream.start(args.seconds)
             filer = threading.Thread(target=file_reports, daemon=True)
@@ -117,9 +118,10 @@ def main() -> int:
         finally:
             stop_filing.set()
             procs.stop_all()
-        stuck = sorted(n for n in filed if statuses.get(n) not in ("dispatched", "in_progress", "resolved", "closed"))
+        stuck = sorted(n for n in filed if statuses.get(n) not in LATER)
     dispatched = len(filed) - len(stuck)
-    ok = resumed is not None and figures["missing"] == 0 and figures["duplicates"] == 0 and not stuck and all(same.values())
+    ok = (resumed is not None and figures["missing"] == 0 and figures["duplicates"] == 0 and not stuck
+          and all(same.values()))
     print(f"MQTT: published {figures['published']} at {stream.achieved_rate:,.0f} msg/s; stored {figures['stored']}, "
           f"missing {figures['missing']}, duplicates {figures['duplicates']} (all stored {waited:.1f} s after the "
           f"stream ended)")

@@ -35,7 +35,8 @@ from linli.devices.ingest import IngestOptions, IngestService
 from linli.devices.protocol import Kind, topic
 from linli.devices.simulator import Generator, SimDevice, equip, publisher
 from linli.devices.writer import BatchWriter, Incoming
-from linli.models import DeadLetter, DeviceEvent, Telemetry
+from linli.models import AccessRecord, DeadLetter, DeviceEvent, OutboxRecord, Telemetry
+from tests.device_factories import devices, message
 from tests.mqtt_broker import mosquitto_path, run_broker
 
 BATCHES = 250
@@ -256,3 +257,35 @@ def test_a_fuzz_sample_through_the_broker_is_accounted_for(engine: Engine, fuzz_
     # Every message: written (incl. heartbeats), a duplicate of an earlier one, or a dead letter.
     assert c.written + c.duplicates + c.dead_lettered == len(sample)
     assert not math.isnan(c.lag_seconds)
+
+
+# --- what the fuzz found, pinned down ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_same_access_message_twice_in_one_batch_is_one_record_and_one_outbox_row(engine: Engine,
+                                                                                      session: Session) -> None:
+    # A QoS 1 redelivery can land in the batch that holds the first copy; both outbox rows had one key.
+    devices(session, ("A-1", "access_gate"))
+    access = message("event", "access_gate", "A-1", {"id": "a1", "event": "access", "method": "card",
+                                                      "credential_ref": "CARD-00001", "direction": "in"})
+    result = BatchWriter(engine).write([Incoming(*access), Incoming(*access)])
+    assert (result.written, result.duplicates, result.records) == (1, 1, 1)
+    assert _count(engine, AccessRecord) == 1 and _count(engine, OutboxRecord) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_nul_in_a_payload_or_topic_is_a_dead_letter_not_a_failed_batch(engine: Engine, session: Session) -> None:
+    # PostgreSQL refuses NUL in text and jsonb: the whole batch failed with it.
+    devices(session, ("A-1", "access_gate"), ("G-1", "gas"))
+    nul_payload = message("event", "access_gate", "A-1", {"id": "a2", "event": "access", "method": "card",
+                                                           "credential_ref": "CARD\u000000001", "direction": "in"})
+    good = message("telemetry", "gas", "G-1", {"id": "g1", "metrics": {"gas_lel": 1.0}})
+    batch = [Incoming(*nul_payload), Incoming("linli/XFL/gas/G\x00-1/telemetry", good[1]), Incoming(*good)]
+    result = BatchWriter(engine).write(batch)
+    assert result.written == 1 and result.dead_letters == 2 and result.reasons["schema"] == 1
+    with Session(engine) as s:
+        rows = s.execute(select(DeadLetter.reason, DeadLetter.detail, DeadLetter.topic)).all()  # type: ignore[call-overload]
+    assert len(rows) == 2 and all(reason and detail for reason, detail, _ in rows)
+    assert any("NUL" in detail for _, detail, _ in rows)
+    assert any("\ufffd" in topic for _, _, topic in rows)

@@ -36,8 +36,14 @@ from linli.devices.protocol import Kind, topic
 from linli.devices.simulator import Generator, SimDevice, equip, publisher
 from linli.devices.writer import BatchWriter, Incoming
 from linli.models import AccessRecord, DeadLetter, DeviceEvent, OutboxRecord, Telemetry
+from tests.conftest import BACKENDS
 from tests.device_factories import devices, message
 from tests.mqtt_broker import mosquitto_path, run_broker
+
+# PostgreSQL only: what these tests look for (NUL refused, connections cut) is PostgreSQL's behaviour.
+ON_POSTGRES = pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.skipif(
+    "postgresql" not in BACKENDS, reason="needs PostgreSQL at 127.0.0.1:5432 (python -m tests.services)"))],
+    indirect=True)
 
 BATCHES = 250
 PER_BATCH = 40  # 250 × 40 = 10,000 messages
@@ -165,7 +171,7 @@ def fuzz_fleet(session: Session) -> list[SimDevice]:
     return fleet
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@ON_POSTGRES
 def test_ten_thousand_fuzzed_messages_never_crash_ingest(engine: Engine, fuzz_fleet: list[SimDevice]) -> None:
     writer = BatchWriter(engine, max_payload=MAX_PAYLOAD)
     total = {"messages": 0, "stored": 0, "dead": 0}
@@ -195,7 +201,7 @@ def test_ten_thousand_fuzzed_messages_never_crash_ingest(engine: Engine, fuzz_fl
     assert all(reason and detail for reason, detail in rows), "a dead letter without a reason"
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@ON_POSTGRES
 def test_every_valid_message_among_fuzz_is_stored(engine: Engine, fuzz_fleet: list[SimDevice]) -> None:
     # Valid telemetry/event messages mixed with fuzz in the same batch are each stored, once.
     writer = BatchWriter(engine, max_payload=MAX_PAYLOAD)
@@ -222,7 +228,7 @@ def test_every_valid_message_among_fuzz_is_stored(engine: Engine, fuzz_fleet: li
 
 
 @pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (python -m tests.services)")
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@ON_POSTGRES
 def test_a_fuzz_sample_through_the_broker_is_accounted_for(engine: Engine, fuzz_fleet: list[SimDevice]) -> None:
 
     sample = []
@@ -262,7 +268,7 @@ def test_a_fuzz_sample_through_the_broker_is_accounted_for(engine: Engine, fuzz_
 # --- what the fuzz found, pinned down ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@ON_POSTGRES
 def test_the_same_access_message_twice_in_one_batch_is_one_record_and_one_outbox_row(engine: Engine,
                                                                                       session: Session) -> None:
     # A QoS 1 redelivery can land in the batch that holds the first copy; both outbox rows had one key.
@@ -274,7 +280,7 @@ def test_the_same_access_message_twice_in_one_batch_is_one_record_and_one_outbox
     assert _count(engine, AccessRecord) == 1 and _count(engine, OutboxRecord) == 1
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@ON_POSTGRES
 def test_nul_in_a_payload_or_topic_is_a_dead_letter_not_a_failed_batch(engine: Engine, session: Session) -> None:
     # PostgreSQL refuses NUL in text and jsonb: the whole batch failed with it.
     devices(session, ("A-1", "access_gate"), ("G-1", "gas"))

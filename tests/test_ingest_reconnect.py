@@ -24,13 +24,18 @@ from linli.devices.ingest import IngestOptions, IngestService
 from linli.devices.simulator import publisher
 from linli.devices.writer import BatchWriter, Incoming
 from linli.models import DeadLetter, DeviceEvent, Telemetry
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import BACKENDS, PG_ADMIN_URL
 from tests.device_factories import devices, message
 from tests.mqtt_broker import Broker, mosquitto_path, run_broker
 
+# PostgreSQL only: what these tests look for (NUL refused, connections cut) is PostgreSQL's behaviour.
+ON_POSTGRES = pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.skipif(
+    "postgresql" not in BACKENDS, reason="needs PostgreSQL at 127.0.0.1:5432 (python -m tests.services)"))],
+    indirect=True)
+
 pytestmark = [pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed "
                                  "(run `python -m tests.services` as root)"),
-              pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
+              ON_POSTGRES]
 
 
 @pytest.fixture

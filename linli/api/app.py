@@ -25,6 +25,7 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError as DatabaseDataError
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -154,6 +155,14 @@ def create_app(
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
                              for e in err.errors())
         return open311_error(400, problems)
+
+    @app.exception_handler(DatabaseDataError)
+    async def _unstorable(request: Request, err: DatabaseDataError) -> JSONResponse:
+        # A value the database refuses (a NUL character on PostgreSQL, a number out of range) is the
+        # client's to fix, not a server error.
+        reason = str(err.orig).splitlines()[0] if err.orig is not None else "refused by the database"
+        return open311_error(400, f"a value in the request cannot be stored ({reason}); "
+                                  "remove NUL characters and keep numbers in range")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:

@@ -205,7 +205,7 @@ class IngestService:
                 continue
             started = time.perf_counter()
             try:
-                result = self._write(batch)
+                result = self._write_until_done(batch)
             except _Abandon:
                 log.warning("stopping with %s messages unwritten; the broker will deliver them again", len(batch))
                 return
@@ -217,6 +217,20 @@ class IngestService:
                 log.info("batch of %s with %s new alarm(s): oldest message waited %.0f ms", len(batch),
                          len(result.new_alarms), (time.time() - min(m.received for m in batch)) * 1000)
                 self.on_alarms(result.new_alarms)
+
+    def _write_until_done(self, batch: list[Incoming]) -> BatchResult:
+        """`_write`, tried again on any other failure: the writer thread never dies, the batch stays unacknowledged."""
+        while True:
+            try:
+                return self._write(batch)
+            except _Abandon:
+                raise
+            except Exception:  # e.g. the database went away while a dead letter was being written
+                self.counters.db_retries += 1
+                if self._stop.is_set():
+                    raise _Abandon from None
+                log.exception("batch of %s not written; retrying", len(batch))
+                time.sleep(self.options.retry_seconds)
 
     def _write(self, batch: list[Incoming]) -> BatchResult:
         """Write a batch, retrying a database that is away; split a batch that fails for another reason."""
@@ -245,8 +259,8 @@ class IngestService:
     def _dead_letter(self, message: Incoming, detail: str) -> BatchResult:
         with self.writer.engine.begin() as conn:
             conn.execute(DeadLetter.__table__.insert(), [{  # type: ignore[attr-defined]
-                "received_at": utcnow(), "topic": message.topic[:300], "reason": "write_error",
-                "detail": detail[:1000], "payload": message.payload}])
+                "received_at": utcnow(), "topic": protocol.pg_text(message.topic[:300]), "reason": "write_error",
+                "detail": protocol.pg_text(detail[:1000]), "payload": message.payload}])
         result = BatchResult(dead_letters=1)
         result.reasons["write_error"] += 1
         return result

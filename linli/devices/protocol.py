@@ -228,10 +228,17 @@ def _problems(err: pydantic.ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in err.errors())[:900]
 
 
+def pg_text(value: str) -> str:
+    """`value` storable in a PostgreSQL text column: NUL (which PostgreSQL refuses) becomes U+FFFD."""
+    return value.replace("\x00", "\ufffd")
+
+
 def parse_payload(parsed_topic: Topic, raw: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Uplink:
     """Validate a raw payload for its topic; Rejected with reason oversized, bad_json or schema."""
     if len(raw) > max_bytes:
         raise Rejected("oversized", f"payload of {len(raw)} bytes is over the {max_bytes}-byte limit")
+    if b"\\u0000" in raw:  # PostgreSQL's text and jsonb cannot hold NUL: the row would fail the whole batch
+        raise Rejected("schema", "a string holds NUL (\\u0000); devices must not send NUL characters")
     model = payload_model(parsed_topic.device_type, parsed_topic.kind)
     try:
         payload = model.model_validate_json(raw)

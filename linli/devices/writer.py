@@ -23,7 +23,7 @@ from sqlalchemy.sql.dml import Insert
 
 from linli.devices import protocol
 from linli.devices.alarms import NewAlarm, RuleEvaluator, Trigger, raise_alarms
-from linli.devices.protocol import Kind, Rejected, Topic
+from linli.devices.protocol import Kind, Rejected, Topic, pg_text
 from linli.devices.registry import DEVICE_TYPES, RuleBook
 from linli.models import (
     AccessRecord,
@@ -234,8 +234,8 @@ class BatchWriter:
             try:
                 parsed, device, payload = self._check(message)
             except Rejected as rejected:
-                dead.append({"received_at": now, "topic": message.topic[:300], "reason": rejected.reason,
-                             "detail": rejected.detail[:1000], "payload": message.payload})
+                dead.append({"received_at": now, "topic": pg_text(message.topic[:300]), "reason": rejected.reason,
+                             "detail": pg_text(rejected.detail[:1000]), "payload": message.payload})
                 result.reasons[rejected.reason] += 1
                 continue
             result.accepted += 1
@@ -313,7 +313,8 @@ class BatchWriter:
         outbox: list[dict[str, Any]] = []
         for model, kind in ((AccessRecord, "access"), (VehicleRecord, "vehicle")):
             for row in rows.get(model, []):
-                record_id = new_keys.get(model, {}).get((row["device_id"], row["msg_key"]))
+                # pop: the same message twice in one batch (a redelivery) gets one outbox row, not a key clash
+                record_id = new_keys.get(model, {}).pop((row["device_id"], row["msg_key"]), None)
                 if record_id is None:
                     continue
                 device = codes[row["device_id"]]

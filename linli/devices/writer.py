@@ -139,6 +139,13 @@ OUTBOX_PG = PgJsonInsert("datahub_outbox", ["kind", "record_id", "payload", "cre
                          idempotent=False)
 
 
+def _record_key(kind: str, device_code: str, msg_key: str, ts: datetime) -> str:
+    """A record's idempotency key for the data hub: device, message id and time (a ts key holds its time)."""
+    if msg_key.startswith("ts:"):
+        return f"{kind}:{device_code}:{msg_key}"
+    return f"{kind}:{device_code}:{msg_key}@{ts.timestamp():.6f}"
+
+
 def _urgent_lanes(rules: RuleBook) -> set[tuple[str, str]]:
     """(device type, message kind) pairs that can raise a life-safety or notify-at-once alarm."""
     lanes = set()
@@ -260,10 +267,15 @@ class BatchWriter:
                 snapshot_key = self._event_rows(device, payload, key, now, rows)
                 pending_events[(device.id, key)] = (device, payload, snapshot_key)
         with self.engine.begin() as conn:
-            new_keys: dict[Any, dict[tuple[int, str], int]] = {}
+            new_keys: dict[Any, dict[tuple[int, str], list[int]]] = {}
             for model, model_rows in rows.items():
                 returned = self._run_insert(conn, model, model_rows) if model_rows else []
-                new_keys[model] = {(r[0], r[1]): r[2] for r in returned}
+                # (device, key) → the new rows' ids: one message key can name two messages when the
+                # device sent it with two different times (the unique key holds ts for the partitions).
+                ids: dict[tuple[int, str], list[int]] = {}
+                for r in returned:
+                    ids.setdefault((r[0], r[1]), []).append(r[2])
+                new_keys[model] = ids
                 if model in (Telemetry, DeviceEvent):  # access / vehicle records ride on an event row
                     result.written += len(returned)
                     result.duplicates += len(model_rows) - len(returned)
@@ -307,22 +319,24 @@ class BatchWriter:
         return snapshot_key
 
     def _outbox(self, conn: Any, rows: dict[Any, list[dict[str, Any]]],
-                new_keys: dict[Any, dict[tuple[int, str], int]]) -> int:
+                new_keys: dict[Any, dict[tuple[int, str], list[int]]]) -> int:
         """Outbox rows for the access and vehicle records this batch wrote, in the same transaction."""
         codes = {info.id: info for info in self.devices._devices.values()}
         outbox: list[dict[str, Any]] = []
         for model, kind in ((AccessRecord, "access"), (VehicleRecord, "vehicle")):
             for row in rows.get(model, []):
-                # pop: the same message twice in one batch (a redelivery) gets one outbox row, not a key clash
-                record_id = new_keys.get(model, {}).pop((row["device_id"], row["msg_key"]), None)
-                if record_id is None:
+                # One id per new row: the same message twice in one batch (a redelivery) gets one outbox
+                # row, not a key clash.
+                new_ids = new_keys.get(model, {}).get((row["device_id"], row["msg_key"]))
+                if not new_ids:
                     continue
+                record_id = new_ids.pop(0)
                 device = codes[row["device_id"]]
                 payload = {k: v for k, v in row.items() if k not in ("device_id", "msg_key")}
                 payload.update(kind=kind, record_id=record_id, device=device.code, device_type=device.device_type,
                                community=device.community, ts=row["ts"].isoformat())
                 outbox.append({"kind": kind, "record_id": record_id, "payload": payload, "created_at": utcnow(),
-                               "idempotency_key": f"{kind}:{device.code}:{row['msg_key']}"})
+                               "idempotency_key": _record_key(kind, device.code, row["msg_key"], row["ts"])})
         if outbox and self.engine.dialect.name == "postgresql":
             OUTBOX_PG.run(conn, outbox)
         elif outbox:
@@ -348,7 +362,7 @@ class BatchWriter:
 
     def _triggers(self, telemetry: dict[tuple[int, str], tuple[DeviceInfo, datetime, dict[str, float]]],
                   events: dict[tuple[int, str], tuple[DeviceInfo, Any, str]],
-                  new_keys: dict[Any, dict[tuple[int, str], int]]) -> list[Trigger]:
+                  new_keys: dict[Any, dict[tuple[int, str], list[int]]]) -> list[Trigger]:
         """Alarm triggers of the messages written for the first time (a redelivery raises nothing)."""
         fired: list[Trigger] = []
         new_telemetry = new_keys.get(Telemetry, {})

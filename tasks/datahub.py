@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from prefect import task
 from pydantic import BaseModel
 
 from blocks.datahub import DatahubEndpoint
 from linli.dag.registry import register
-from linli.datahub import EndpointConfig, push_until_caught_up
+from linli.datahub import EndpointConfig, PushResult, push_until_caught_up
 from linli.db import get_engine
 from linli.loop import StepResult
 from linli.settings import get_settings
@@ -40,9 +42,15 @@ async def load_endpoints(names: list[str] | None = None) -> list[EndpointConfig]
 async def push_endpoint(endpoint: EndpointConfig, deadline_seconds: float = 50) -> PushSummary:
     """Push batch after batch (retrying with backoff, parking after N failures) until caught up or the deadline."""
     settings = get_settings()
-    with httpx.Client() as client:
-        results = push_until_caught_up(get_engine(), endpoint, client=client, deadline_seconds=deadline_seconds,
-                                       templates_dir=settings.templates_dir)
+
+    def push() -> list[PushResult]:
+        with httpx.Client() as client:
+            return push_until_caught_up(get_engine(), endpoint, client=client, deadline_seconds=deadline_seconds,
+                                        templates_dir=settings.templates_dir)
+
+    # In a thread: the warm worker runs every flow on one event loop, which a push of up to
+    # `deadline_seconds` must not hold up (and two runs pushing at once are safe: see linli.datahub).
+    results = await asyncio.to_thread(push)
     alerts = [i for r in results for i in (r.alerts or [])]
     return PushSummary(endpoint=endpoint.name, sent=sum(r.sent for r in results),
                        parked=sum(r.parked for r in results), failures=sum(1 for r in results if r.failed),

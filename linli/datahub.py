@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from sqlmodel import Session, col, select
 
 from linli import notify
 from linli.errors import ConfigurationError, LinliError
+from linli.events import SignalOut
 from linli.models import EndpointCursor, OutboxRecord, ParkedRecord, Staff, StaffRole, utcnow
 from linli.privacy import mask_id_number, mask_phone, mask_plate
 
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = '{"source": "linli", "endpoint": {{ endpoint | tojson }}, "records": {{ records | tojson }}}'
 FieldAction = Literal["keep", "mask", "drop"]
+PENDING_EVENT = "linli.datahub.pending"  # the datahub-push DAG's trigger
+OUTBOX_RESOURCE = "linli.datahub.outbox"
 
 
 def _mask_credential(value: Any, record: dict[str, Any]) -> Any:
@@ -338,3 +343,41 @@ def push_until_caught_up(engine: Engine, endpoint: EndpointConfig, *, client: ht
         if result.waiting or result.failed:
             sleep(0.2)
     return results
+
+
+class PendingAnnouncer:
+    """Announces ``linli.datahub.pending`` at most once every `interval` s while new outbox rows are written.
+
+    Ingest writes thousands of records a second: one event per record would swamp Prefect, so this
+    coalesces. It reads a counter ingest's writer keeps anyway (outbox rows written), from its own
+    thread, so ingest's hot path does nothing more for it. The first rows after a quiet spell are
+    announced at the next poll; the datahub-push deployment's trigger then pushes them within seconds
+    (its schedule still runs, for rows written while Prefect was away).
+    """
+
+    def __init__(self, written: Callable[[], int], signal: Callable[[SignalOut], None], *, interval: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._written = written
+        self._signal = signal
+        self.interval = interval
+        self._clock = clock
+        self._announced = written()
+        self._last = -math.inf
+
+    def tick(self) -> int:
+        """Announce the rows written since the last announcement, if any and if `interval` has passed; how many."""
+        now = self._clock()
+        if now - self._last < self.interval:
+            return 0
+        count = self._written()
+        new = count - self._announced
+        if new <= 0:
+            return 0
+        self._signal(SignalOut(PENDING_EVENT, OUTBOX_RESOURCE, "data-hub outbox", {"records": new}))
+        self._announced, self._last = count, now
+        return new
+
+    def run(self, stop: threading.Event, *, poll: float = 0.5) -> None:
+        """Tick every `poll` s until `stop` is set."""
+        while not stop.wait(poll):
+            self.tick()

@@ -377,6 +377,7 @@ from linli.cli_people import PEOPLE_APPS  # noqa: E402  (import, user, patrol, n
 
 for _sub, _name in PEOPLE_APPS:
     app.add_typer(_sub, name=_name)
+import linli.cli_datahub  # noqa: E402,F401  (adds datahub endpoint, patrol import, patrol routes)
 
 if __name__ == "__main__":
     app()

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import httpx
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from sqlalchemy import Engine, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
@@ -81,6 +81,15 @@ class EndpointFields(BaseModel):
                               "and staff are alerted.")
     backoff_seconds: float = Field(default=2, gt=0, description="First retry delay; doubles, at most 60 s.")
     timeout_seconds: float = Field(default=10, gt=0, description="Give up on one request after this long.")
+
+    @field_validator("field_policy")
+    @classmethod
+    def _maskable(cls, policy: dict[str, FieldAction]) -> dict[str, FieldAction]:
+        unknown = sorted(f for f, action in policy.items() if action == "mask" and f not in MASKS)
+        if unknown:
+            raise ValueError(f"no masking rule for {', '.join(unknown)}: mask one of {', '.join(MASKS)}, "
+                             "or drop the field")
+        return policy
 
 
 class EndpointConfig(EndpointFields):

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from linli.cli_devices import datahub_app
 from linli.cli_people import CLI_USER, CsvFile, DryRun, patrol_app
@@ -45,10 +45,11 @@ def datahub_endpoint(
     """
 
     def work(settings: Settings) -> None:
+        import httpx
         import pydantic
 
         from linli.datahub import EndpointConfig
-        from linli.errors import ValidationError
+        from linli.errors import ConfigurationError, ValidationError
 
         policy = {f: "mask" for f in mask or []} | {f: "drop" for f in drop or []} | {f: "keep" for f in keep or []}
         values: dict[str, object] = {"url": url, "kinds": [k.strip() for k in kinds.split(",") if k.strip()],
@@ -63,7 +64,12 @@ def datahub_endpoint(
                                   hint="a field policy action is keep, mask or drop; see --help") from err
         blocks = importlib.import_module("blocks.datahub")  # the CLI wires the layers, as `linli serve` does
         block = blocks.DatahubEndpoint.model_validate(values)
-        block.save(name, overwrite=True)
+        try:
+            block.save(name, overwrite=True)
+        except httpx.HTTPError as err:
+            raise ConfigurationError(f"cannot save the endpoint block at {settings.prefect_api_url}: {err}",
+                                     hint="start Prefect (`linli demo`, or a server with LINLI_PREFECT__API_URL "
+                                          "pointing at it) and try again") from err
         _cli().console.print(t("done", str(settings.language),
                                what=f"data-hub endpoint {name} → {url} ({block.field_policy})"))
 
@@ -115,7 +121,9 @@ def patrol_routes() -> None:
 
         with db.session_scope() as session:
             routes = list_routes(session)
-        table = Table("route", "name", "community", "lead", "#", "checkpoint", "window", "grace")
+        # folded, never cut with an ellipsis: a code is what a guard's tag reads
+        table = Table(*(Column(h, overflow="fold") for h in ("route", "name", "community", "lead", "#", "checkpoint",
+                                                             "window", "grace")))
         for route in routes:
             for cp in route.checkpoints:
                 first = cp.seq == route.checkpoints[0].seq

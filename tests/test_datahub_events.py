@@ -218,3 +218,27 @@ def test_two_datahub_push_runs_at_once_send_each_record_once(
     keys = [r["idempotency_key"] for m in receiver.messages for r in m["json"]["records"]]
     assert len(keys) == 40 and len(set(keys)) == 40
 
+
+
+def test_the_endpoint_command_saves_a_block_and_refuses_a_policy_it_cannot_apply(
+        prefect_server: None, settings: Settings) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    from blocks.datahub import DatahubEndpoint
+
+    env = {**os.environ, "LINLI_PREFECT__API_URL": str(PREFECT_API_URL.value()), "LINLI_LANGUAGE": "en"}
+    command = [sys.executable, "-m", "linli.cli", "datahub", "endpoint"]
+    saved = subprocess.run([*command, "cli-hub", "--url", "http://127.0.0.1:9/hub", "--mask", "credential_ref",
+                            "--drop", "direction"], env=env, capture_output=True, text=True, timeout=120)
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    block = DatahubEndpoint.load("cli-hub")
+    assert block.field_policy == {"credential_ref": "mask", "direction": "drop"}  # type: ignore[union-attr]
+    refused = subprocess.run([*command, "bad-hub", "--url", "http://127.0.0.1:9/hub", "--mask", "direction"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "no masking rule for direction" in refused.stdout + refused.stderr
+    with pytest.raises(ValueError):
+        DatahubEndpoint.load("bad-hub")

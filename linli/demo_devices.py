@@ -30,6 +30,7 @@ from linli.settings import Settings
 
 LINLI = [sys.executable, "-c", "from linli.cli import app; app()"]
 DEMO_HUB = "demo-hub"  # the data-hub endpoint block pointing at the demo's local receiver
+DEMO_SIGNAL_SECONDS = 10
 
 
 def _answers(host: str, port: int) -> bool:
@@ -73,6 +74,10 @@ def start_devices(settings: Settings, group: ProcessGroup, env: dict[str, str],
     if not _broker(settings, group, env, announce):
         return
     env = dict(env, LINLI_MQTT__HOST=settings.mqtt.host, LINLI_MQTT__PORT=str(settings.mqtt.port))
+    if "signal_seconds" not in settings.datahub.model_fields_set:
+        # The demo's Prefect server runs on SQLite beside everything else, and its simulator writes access
+        # records all the time: a push run every 10 s at most leaves the loop's runs room (production: 5 s).
+        env["LINLI_DATAHUB__SIGNAL_SECONDS"] = str(DEMO_SIGNAL_SECONDS)
     receiver = settings.datahub.demo_receiver_port
     group.start("ingest", [*LINLI, "ingest", "--client-id", "linli-demo-ingest"], env)
     group.start("datahub-receiver", [*LINLI, "dev", "receiver", "--port", str(receiver)], env)

@@ -27,7 +27,6 @@ class PushSummary(BaseModel):
     alerts: list[int] = []
 
 
-@task(name="load data-hub endpoints")
 async def load_endpoints(names: list[str] | None = None) -> list[EndpointConfig]:
     """The endpoints saved as data-hub endpoint blocks (all of them, or those named)."""
     from prefect.client.orchestration import get_client
@@ -38,7 +37,6 @@ async def load_endpoints(names: list[str] | None = None) -> list[EndpointConfig]
     return [DatahubEndpoint.model_validate(d.data).config(d.name) for d in chosen if d.name]  # type: ignore[arg-type]
 
 
-@task(name="push to data hub")
 async def push_endpoint(endpoint: EndpointConfig, deadline_seconds: float = 50) -> PushSummary:
     """Push batch after batch (retrying with backoff, parking after N failures) until caught up or the deadline."""
     settings = get_settings()
@@ -60,7 +58,11 @@ async def push_endpoint(endpoint: EndpointConfig, deadline_seconds: float = 50) 
 @register("datahub.push")
 @task(name="push every data-hub endpoint")
 async def push_all(endpoints: list[str] | None = None, deadline_seconds: float = 50) -> StepResult:
-    """Push each endpoint block (all, or those named) until caught up; parked batches' alerts come back to publish."""
+    """Push each endpoint block (all, or those named) until caught up; parked batches' alerts come back to publish.
+
+    One task run, not one per endpoint: ingest's announcements start a run every few seconds while
+    records flow, and each task run costs Prefect's server several writes (its result names each endpoint).
+    """
     chosen = await load_endpoints(endpoints or None)
     pushed = [await push_endpoint(endpoint, deadline_seconds) for endpoint in chosen]
     detail = "; ".join(f"{p.endpoint}: {p.sent} sent, {p.parked} parked{'' if p.caught_up else ', behind'}"

@@ -230,7 +230,7 @@ def test_the_endpoint_command_saves_a_block_and_refuses_a_policy_it_cannot_apply
 
     from blocks.datahub import DatahubEndpoint
 
-    env = {**os.environ, "LINLI_PREFECT__API_URL": str(PREFECT_API_URL.value()), "LINLI_LANGUAGE": "en"}
+    env = {**os.environ, "LINLI_PREFECT__API_URL": str(PREFECT_API_URL.value()), "LINLI_LANGUAGE": "en", "COLUMNS": "200"}
     command = [sys.executable, "-m", "linli.cli", "datahub", "endpoint"]
     saved = subprocess.run([*command, "cli-hub", "--url", "http://127.0.0.1:9/hub", "--mask", "credential_ref",
                             "--drop", "direction"], env=env, capture_output=True, text=True, timeout=120)

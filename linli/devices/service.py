@@ -78,17 +78,17 @@ def start_ingest(settings: Settings, *, client_id: str = "", engine: Engine | No
     service = IngestService(writer, options, on_alarms=fast_path.submit)
     stop_event = threading.Event()
     threads = []
-    if rules is None:
-        refresh = threading.Thread(target=_refresh_rules, name="alarm-rules",
-                                   args=(writer, settings, stop_event), daemon=True)
-        refresh.start()
-        threads.append(refresh)
     if settings.datahub.signal_seconds > 0 and isinstance(bus, SignalBus):
         announcer = PendingAnnouncer(lambda: service.counters.records, bus.signal,
                                      interval=settings.datahub.signal_seconds)
         pending = threading.Thread(target=announcer.run, args=(stop_event,), name="datahub-pending", daemon=True)
         pending.start()
         threads.append(pending)
+    if rules is None:
+        refresh = threading.Thread(target=_refresh_rules, name="alarm-rules",
+                                   args=(writer, settings, stop_event), daemon=True)
+        refresh.start()
+        threads.append(refresh)
     service.start()
     port = ds.status_port if status_port is None else status_port
     server = serve_counters(service, port) if port else None

@@ -187,7 +187,10 @@ def _only_endpoint_blocks(keep: str) -> None:
     """Delete the endpoint blocks other tests of this module saved: a run pushes every endpoint."""
     from prefect.client.orchestration import get_client
 
+    from blocks.datahub import DatahubEndpoint
+
     async def prune() -> None:
+        await DatahubEndpoint.aregister_type_and_schema()  # a fresh server knows no such type yet
         async with get_client() as client:
             for document in await client.read_block_documents_by_type("linli-datahub-endpoint"):
                 if document.name != keep:
@@ -230,7 +233,8 @@ def test_the_endpoint_command_saves_a_block_and_refuses_a_policy_it_cannot_apply
 
     from blocks.datahub import DatahubEndpoint
 
-    env = {**os.environ, "LINLI_PREFECT__API_URL": str(PREFECT_API_URL.value()), "LINLI_LANGUAGE": "en", "COLUMNS": "200"}
+    env = {**os.environ, "LINLI_PREFECT__API_URL": str(PREFECT_API_URL.value()), "LINLI_LANGUAGE": "en",
+           "COLUMNS": "200"}
     command = [sys.executable, "-m", "linli.cli", "datahub", "endpoint"]
     saved = subprocess.run([*command, "cli-hub", "--url", "http://127.0.0.1:9/hub", "--mask", "credential_ref",
                             "--drop", "direction"], env=env, capture_output=True, text=True, timeout=120)

@@ -374,6 +374,7 @@ def dev_receiver(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] =
 from linli.cli_dag import dag_app  # noqa: E402 — the sub-app imports this module's helpers
 
 app.add_typer(dag_app, name="dag")
+import linli.cli_datahub  # noqa: E402,F401  (adds datahub endpoint, patrol import, patrol routes)
 from linli.cli_people import PEOPLE_APPS  # noqa: E402  (import, user, patrol, notice, access, care)
 
 for _sub, _name in PEOPLE_APPS:

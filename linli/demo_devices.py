@@ -6,14 +6,16 @@
   2 devices falling silent after a minute (heartbeat 30 s, so they go offline on the dashboard
   once the device-health flow runs); 3 residents living alone watched by their door magnets, one of
   whom never opens the door (the care-watch DAG opens a welfare check for their grid worker);
-- a local data-hub receiver (`linli dev receiver`, its log shows each masked batch) and
-  `linli datahub push` feeding it every second.
+- a local data-hub receiver (`linli dev receiver`, its log shows each masked batch) saved as the
+  data-hub endpoint block `demo-hub` (ID numbers and plates masked): the `datahub-push` deployment
+  pushes to it when ingest announces new records (`linli.datahub.pending`) and on its schedule.
 """
 
 from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -27,6 +29,8 @@ from linli.demo import ProcessGroup
 from linli.settings import Settings
 
 LINLI = [sys.executable, "-c", "from linli.cli import app; app()"]
+DEMO_HUB = "demo-hub"  # the data-hub endpoint block pointing at the demo's local receiver
+DEMO_SIGNAL_SECONDS = 10
 
 
 def _answers(host: str, port: int) -> bool:
@@ -66,19 +70,30 @@ def _broker(settings: Settings, group: ProcessGroup, env: dict[str, str], announ
 
 def start_devices(settings: Settings, group: ProcessGroup, env: dict[str, str],
                   announce: Callable[[str], None]) -> None:
-    """Start the broker (if needed), ingest, the device simulator and the data-hub push to a local receiver."""
+    """Start the broker (if needed), ingest, the device simulator, a local data-hub receiver and its endpoint block."""
     if not _broker(settings, group, env, announce):
         return
     env = dict(env, LINLI_MQTT__HOST=settings.mqtt.host, LINLI_MQTT__PORT=str(settings.mqtt.port))
+    if "signal_seconds" not in settings.datahub.model_fields_set:
+        # The demo's Prefect server runs on SQLite beside everything else, and its simulator writes access
+        # records all the time: a push run every 10 s at most leaves the loop's runs room (production: 5 s).
+        env["LINLI_DATAHUB__SIGNAL_SECONDS"] = str(DEMO_SIGNAL_SECONDS)
     receiver = settings.datahub.demo_receiver_port
     group.start("ingest", [*LINLI, "ingest", "--client-id", "linli-demo-ingest"], env)
     group.start("datahub-receiver", [*LINLI, "dev", "receiver", "--port", str(receiver)], env)
     group.start("device-simulator", [*LINLI, "simulate", "--buildings", "8", "--rate", "20", "--alarm-every", "45",
                                      "--heartbeat", "30", "--mute", "2", "--mute-after", "60",
                                      "--alone", "3", "--silent-alone", "1"], env)
-    group.start("datahub-push", [*LINLI, "datahub", "push", "--url", f"http://127.0.0.1:{receiver}/hub",
-                                 "--name", "demo-hub", "--seconds", "1000000000"], env)
-    announce(f"devices: ingest, simulator (120 devices), data-hub pushes to http://127.0.0.1:{receiver}/hub")
+    hub = f"http://127.0.0.1:{receiver}/hub"
+    saved = subprocess.run([*LINLI, "datahub", "endpoint", DEMO_HUB, "--url", hub, "--mask", "credential_ref",
+                            "--mask", "plate"], env=env, check=False, timeout=120, capture_output=True, text=True)
+    if saved.returncode == 0:
+        announce(f"devices: ingest, simulator (120 devices); data-hub endpoint block {DEMO_HUB} → {hub} "
+                 "(ID numbers and plates masked), pushed by the datahub-push deployment seconds after ingest "
+                 "writes records")
+    else:
+        announce(f"devices: ingest, simulator (120 devices); the data-hub endpoint block could not be saved, "
+                 f"nothing is pushed: {saved.stdout[-300:]}{saved.stderr[-300:]}")
     _care_watch_in_background(settings.prefect_api_url, announce)
     announce("care watch: 3 residents living alone, one never opens the door — a welfare check for their grid "
              "worker in about 2 minutes (care-watch DAG; `linli care check` runs it by hand)")

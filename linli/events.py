@@ -8,9 +8,10 @@ recording bus keeps them in memory for tests and for runs without an orchestrato
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic.dataclasses import dataclass
 
@@ -39,6 +40,24 @@ def case_event(what: str, case_id: int, case_number: str, **payload: Any) -> Cas
     return CaseEventOut(f"{PREFIX}{what}", case_id, case_number, {"case_id": case_id, **payload})
 
 
+@dataclass(frozen=True)
+class SignalOut:
+    """An event about something other than one case, e.g. ``linli.datahub.pending`` on the data-hub outbox."""
+
+    name: str
+    resource_id: str
+    resource_name: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class SignalBus(Protocol):
+    """A bus that also carries signals (the Prefect and recording buses do)."""
+
+    def signal(self, event: SignalOut) -> None:
+        """Send one signal; must not raise for a missing orchestrator (schedules cover for it)."""
+
+
 class EventBus(Protocol):
     """Where case events go once their step is committed."""
 
@@ -51,10 +70,16 @@ class RecordingBus:
 
     def __init__(self) -> None:
         self.events: list[CaseEventOut] = []
+        # bounded: a long-running ingest without Prefect signals every few seconds, and nobody reads them
+        self.signals: deque[SignalOut] = deque(maxlen=1000)
 
     def emit(self, events: Sequence[CaseEventOut]) -> None:
         """Remember the events."""
         self.events.extend(events)
+
+    def signal(self, event: SignalOut) -> None:
+        """Remember the signal (the last 1,000)."""
+        self.signals.append(event)
 
     def names(self) -> list[str]:
         """Event names in the order they were emitted."""
@@ -76,3 +101,13 @@ class PrefectEventBus:
                 payload=event.payload,
             )
             log.debug("emitted %s for case %s", event.name, event.case_number)
+
+    def signal(self, event: SignalOut) -> None:
+        """Queue one signal on Prefect's background events worker."""
+        from prefect.events import emit_event
+
+        resource = {"prefect.resource.id": event.resource_id}
+        if event.resource_name:
+            resource["prefect.resource.name"] = event.resource_name
+        emit_event(event=event.name, resource=resource, payload=event.payload)
+        log.debug("emitted %s for %s", event.name, event.resource_id)

@@ -9,6 +9,9 @@ missed. Each late or missed checkpoint is recorded once per day and the route's 
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -21,9 +24,9 @@ from linli.errors import NotFound, ValidationError
 from linli.loop import LoopConfig, StepResult
 from linli.loop.intake import ReportIn, file_report
 from linli.models import CaseSource, Community, Device, DeviceEvent, Staff, utcnow
-from linli.models.registry import PatrolCheckpoint, PatrolIssue, PatrolRoute, PatrolScan
+from linli.models.registry import AuditEntry, PatrolCheckpoint, PatrolIssue, PatrolRoute, PatrolScan
 from linli.notify import queue, recipient_context
-from linli.registry import on_duty
+from linli.registry import ImportResult, RowError, on_duty
 from linli.storage import ObjectStore
 
 
@@ -227,3 +230,188 @@ def file_finding(session: Session, *, checkpoint_code: str, text: str, config: L
     report = ReportIn(description=f"[巡检 {checkpoint.name}] {text}", community=community.code,
                       category=category, source=CaseSource.patrol)
     return file_report(session, report, config=config, store=store, photo=photo)
+
+
+ROUTE_COLUMNS = ["route_code", "route_name", "community", "lead", "checkpoint_code", "checkpoint_name", "location",
+                 "window_start", "window_end", "grace_minutes"]
+ROUTE_REQUIRED = {"route_code", "route_name", "community", "checkpoint_code", "checkpoint_name", "window_start",
+                  "window_end"}
+CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+@dataclass
+class _RouteRows:
+    """The rows of one route in an import file, in file order."""
+
+    code: str
+    first_line: int
+    lines: list[int] = field(default_factory=list)
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+
+def _lead(session: Session, value: str, community: Community) -> int | None:
+    """The staff id a 'lead' cell names: a staff id, or the name of a staff member of the community."""
+    if not value:
+        return None
+    if value.isdigit():
+        staff = session.get(Staff, int(value))
+        if staff is None:
+            raise ValidationError(f"no staff member with id {value}", field="lead", hint="see `linli staff`")
+        return staff.id
+    found = session.exec(select(Staff).where(Staff.name == value, Staff.community_id == community.id)).all()
+    if len(found) != 1:
+        raise ValidationError(f"{'no' if not found else 'more than one'} staff member named {value!r} in "
+                              f"{community.code}", field="lead", hint="give the lead's staff id instead")
+    return found[0].id
+
+
+def _checkpoint(row: dict[str, str]) -> CheckpointIn:
+    """One row's checkpoint, checked on its own (code, name with location, window, grace)."""
+    code = row.get("checkpoint_code", "")
+    if not CODE.match(code):
+        raise ValidationError(f"checkpoint code {code!r} is not 1–32 letters, digits, - or _",
+                              field="checkpoint_code", hint="the code the checkpoint's tag reads, e.g. XFL-CP-PUMP")
+    name = row.get("checkpoint_name", "")
+    location = row.get("location", "")
+    # No column of its own yet: the location rides in the name, so guards and alerts see where the stop is.
+    shown = f"{name}（{location}）" if location else name
+    if not name or len(shown) > 100:
+        raise ValidationError("checkpoint name (with its location) is empty or longer than 100 characters",
+                              field="checkpoint_name")
+    start, end = _hhmm(row.get("window_start", ""), "window_start"), _hhmm(row.get("window_end", ""), "window_end")
+    if end <= start:
+        raise ValidationError(f"window {row['window_start']}–{row['window_end']} ends before it starts "
+                              "(a window may not cross midnight: split it into two checkpoints)", field="window_end")
+    grace = row.get("grace_minutes") or "30"
+    if not grace.isdigit() or int(grace) > 24 * 60:
+        raise ValidationError(f"grace {grace!r} is not a number of minutes (0–1440)", field="grace_minutes")
+    return CheckpointIn(code, shown, start.strftime("%H:%M"), end.strftime("%H:%M"), int(grace))
+
+
+def import_routes_csv(session: Session, text: str, *, dry_run: bool = False, by: str = "cli") -> ImportResult:
+    """Import patrol routes from CSV, one checkpoint per row in route order (see ROUTE_COLUMNS).
+
+    Every row is checked and each bad one reported by line and field; a route is all or nothing (a
+    route missing a stop would report that stop missed every day), so a route with any bad row is not
+    written and its other rows say why. An existing route code is refused, not changed. The caller
+    commits; a dry run rolls back here.
+    """
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = ROUTE_REQUIRED - set(header)
+    if missing:
+        raise ValidationError(f"the patrol routes file lacks the column(s) {', '.join(sorted(missing))}",
+                              field="header", hint="columns: " + ",".join(ROUTE_COLUMNS))
+    routes: dict[str, _RouteRows] = {}
+    total = 0
+    for line, raw in enumerate(reader, start=2):  # line 1 is the header
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+        total += 1
+        group = routes.setdefault(row.get("route_code", ""), _RouteRows(row.get("route_code", ""), line))
+        group.lines.append(line)
+        group.rows.append(row)
+    result = ImportResult(kind="patrol", rows=total, imported=0, dry_run=dry_run)
+    entry = AuditEntry(actor=by, action="import", entity="patrol")
+    session.add(entry)  # first: see registry.import_csv (a SAVEPOINT before any write on SQLite)
+    session.flush()
+    existing_codes = set(session.exec(select(PatrolCheckpoint.code)).all())
+    claimed: dict[str, int] = {}
+    for group in routes.values():
+        errors = _route_errors(session, group, existing_codes, claimed)
+        if errors:
+            result.errors.extend(errors)
+            continue
+        first = group.rows[0]
+        savepoint = session.begin_nested()
+        try:
+            community = session.exec(select(Community).where(Community.code == first["community"])).one()
+            create_route(session, code=group.code, name=first["route_name"], community=community.code,
+                         lead_staff_id=_lead(session, first.get("lead", ""), community),
+                         checkpoints=[_checkpoint(row) for row in group.rows])
+        except ValidationError as err:
+            savepoint.rollback()
+            result.errors.append(RowError(group.first_line, err.field, err.message))
+            continue
+        savepoint.commit()
+        result.imported += len(group.rows)
+    result.errors.sort(key=lambda e: e.line)
+    if dry_run:
+        session.rollback()
+        return result
+    entry.detail = f"{result.imported} of {result.rows} checkpoint rows, {len(result.errors)} refused"
+    session.add(entry)
+    session.flush()
+    return result
+
+
+def _route_errors(session: Session, group: _RouteRows, existing_codes: set[str],
+                  claimed: dict[str, int]) -> list[RowError]:
+    """Every problem of one route's rows, each on its line; rows that are fine say their route was refused."""
+    errors: list[RowError] = []
+    first = group.rows[0]
+    if not CODE.match(group.code):
+        errors.append(RowError(group.first_line, "route_code", f"route code {group.code!r} is not 1–32 letters, "
+                                                               "digits, - or _"))
+    elif session.exec(select(PatrolRoute.id).where(PatrolRoute.code == group.code)).first() is not None:
+        errors.append(RowError(group.first_line, "route_code", f"route {group.code} already exists; it is not "
+                                                               "changed by an import"))
+    community = session.exec(select(Community).where(Community.code == first.get("community", ""))).first()
+    if community is None:
+        errors.append(RowError(group.first_line, "community", f"no community {first.get('community', '')!r}"))
+    elif first.get("lead"):
+        try:
+            _lead(session, first["lead"], community)
+        except ValidationError as err:
+            errors.append(RowError(group.first_line, err.field, err.message))
+    if not first.get("route_name") or len(first["route_name"]) > 100:
+        errors.append(RowError(group.first_line, "route_name", "route name is empty or longer than 100 characters"))
+    previous = ""
+    for line, row in zip(group.lines, group.rows, strict=True):
+        for column in ("route_name", "community", "lead"):
+            if line != group.first_line and row.get(column) and row[column] != first.get(column, ""):
+                errors.append(RowError(line, column, f"differs from the route's first row (line {group.first_line})"))
+        try:
+            checkpoint = _checkpoint(row)
+        except ValidationError as err:
+            errors.append(RowError(line, err.field, err.message))
+            continue
+        if checkpoint.code in existing_codes:
+            errors.append(RowError(line, "checkpoint_code", f"checkpoint {checkpoint.code} already exists"))
+        elif checkpoint.code in claimed:
+            errors.append(RowError(line, "checkpoint_code",
+                                   f"checkpoint {checkpoint.code} is also on line {claimed[checkpoint.code]}"))
+        else:
+            claimed[checkpoint.code] = line
+        if previous and checkpoint.window_start < previous:
+            errors.append(RowError(line, "window_start", f"starts before the previous stop ({previous}): list a "
+                                                         "route's stops in the order they are walked"))
+        previous = checkpoint.window_start
+    if errors:
+        bad = {e.line for e in errors}
+        errors += [RowError(line, "route_code", f"route {group.code} not imported: see line {min(bad)}")
+                   for line in group.lines if line not in bad]
+    return errors
+
+
+@dataclass
+class RouteSummary:
+    """One route for `linli patrol routes`."""
+
+    code: str
+    name: str
+    community: str
+    lead: str
+    checkpoints: list[PatrolCheckpoint]
+
+
+def list_routes(session: Session) -> list[RouteSummary]:
+    """Every patrol route with its community, lead and checkpoints in order."""
+    out = []
+    for route in session.exec(select(PatrolRoute).order_by(col(PatrolRoute.code))).all():
+        community = session.get(Community, route.community_id)
+        lead = session.get(Staff, route.lead_staff_id) if route.lead_staff_id else None
+        stops = session.exec(select(PatrolCheckpoint).where(PatrolCheckpoint.route_id == route.id)
+                             .order_by(col(PatrolCheckpoint.seq))).all()
+        out.append(RouteSummary(route.code, route.name, community.code if community else "",
+                                f"{lead.name} (staff:{lead.id})" if lead else "", list(stops)))
+    return out

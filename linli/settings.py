@@ -171,6 +171,9 @@ class DatahubSettings(BaseModel):
     timeout_seconds: float = Field(default=10, gt=0, description="Give up on one push request after this long.")
     demo_receiver_port: int = Field(default=8766, ge=1, le=65535, description="Port of the demo's local "
                                     "data-hub receiver (127.0.0.1).")
+    signal_seconds: float = Field(default=5, ge=0, le=3600, description="Ingest emits the Prefect event "
+                                  "linli.datahub.pending at most this often while it writes access/vehicle records "
+                                  "(the datahub-push DAG's trigger); 0: off, the DAG's schedule only.")
 
 
 class PeopleSettings(BaseModel):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from prefect import task
 from pydantic import BaseModel
 
 from blocks.datahub import DatahubEndpoint
 from linli.dag.registry import register
-from linli.datahub import EndpointConfig, push_until_caught_up
+from linli.datahub import EndpointConfig, PushResult, push_until_caught_up
 from linli.db import get_engine
 from linli.loop import StepResult
 from linli.settings import get_settings
@@ -25,7 +27,6 @@ class PushSummary(BaseModel):
     alerts: list[int] = []
 
 
-@task(name="load data-hub endpoints")
 async def load_endpoints(names: list[str] | None = None) -> list[EndpointConfig]:
     """The endpoints saved as data-hub endpoint blocks (all of them, or those named)."""
     from prefect.client.orchestration import get_client
@@ -36,13 +37,18 @@ async def load_endpoints(names: list[str] | None = None) -> list[EndpointConfig]
     return [DatahubEndpoint.model_validate(d.data).config(d.name) for d in chosen if d.name]  # type: ignore[arg-type]
 
 
-@task(name="push to data hub")
 async def push_endpoint(endpoint: EndpointConfig, deadline_seconds: float = 50) -> PushSummary:
     """Push batch after batch (retrying with backoff, parking after N failures) until caught up or the deadline."""
     settings = get_settings()
-    with httpx.Client() as client:
-        results = push_until_caught_up(get_engine(), endpoint, client=client, deadline_seconds=deadline_seconds,
-                                       templates_dir=settings.templates_dir)
+
+    def push() -> list[PushResult]:
+        with httpx.Client() as client:
+            return push_until_caught_up(get_engine(), endpoint, client=client, deadline_seconds=deadline_seconds,
+                                        templates_dir=settings.templates_dir)
+
+    # In a thread: the warm worker runs every flow on one event loop, which a push of up to
+    # `deadline_seconds` must not hold up (and two runs pushing at once are safe: see linli.datahub).
+    results = await asyncio.to_thread(push)
     alerts = [i for r in results for i in (r.alerts or [])]
     return PushSummary(endpoint=endpoint.name, sent=sum(r.sent for r in results),
                        parked=sum(r.parked for r in results), failures=sum(1 for r in results if r.failed),
@@ -52,7 +58,11 @@ async def push_endpoint(endpoint: EndpointConfig, deadline_seconds: float = 50) 
 @register("datahub.push")
 @task(name="push every data-hub endpoint")
 async def push_all(endpoints: list[str] | None = None, deadline_seconds: float = 50) -> StepResult:
-    """Push each endpoint block (all, or those named) until caught up; parked batches' alerts come back to publish."""
+    """Push each endpoint block (all, or those named) until caught up; parked batches' alerts come back to publish.
+
+    One task run, not one per endpoint: ingest's announcements start a run every few seconds while
+    records flow, and each task run costs Prefect's server several writes (its result names each endpoint).
+    """
     chosen = await load_endpoints(endpoints or None)
     pushed = [await push_endpoint(endpoint, deadline_seconds) for endpoint in chosen]
     detail = "; ".join(f"{p.endpoint}: {p.sent} sent, {p.parked} parked{'' if p.caught_up else ', behind'}"

@@ -1,9 +1,12 @@
-"""Data-hub pushes to a real HTTP receiver: outages retried, nothing lost or doubled, fields masked or dropped."""
+"""Data-hub pushes to a real HTTP receiver: outages retried, nothing lost or doubled (also with two pushes at
+once), fields masked or dropped."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -11,10 +14,19 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from linli.datahub import EndpointConfig, push_batch, push_until_caught_up, replay_parked, status
+from linli.datahub import (
+    EndpointConfig,
+    PushResult,
+    _claim,
+    lease_seconds,
+    push_batch,
+    push_until_caught_up,
+    replay_parked,
+    status,
+)
 from linli.devices.writer import BatchWriter, Incoming
 from linli.errors import ConfigurationError
-from linli.models import EndpointCursor, Notification, ParkedRecord
+from linli.models import EndpointCursor, Notification, ParkedRecord, utcnow
 from linli.receiver import Message, NotificationReceiver
 from linli.settings import REPO_ROOT
 from tests.device_factories import devices, message
@@ -125,3 +137,42 @@ def test_a_template_that_is_not_json_is_a_clear_error(engine: Engine, session: S
     with httpx.Client() as client, pytest.raises(ConfigurationError, match="does not give JSON"):
         push_batch(engine, _endpoint(receiver, payload_template="records: {{ records }}"), client=client)
     assert receiver.messages == []
+
+
+def test_two_pushes_of_one_endpoint_at_once_send_each_batch_once(
+        engine: Engine, session: Session, receiver: NotificationReceiver) -> None:
+    """Two flow runs (schedule and event) may push one endpoint at the same time: no batch goes twice."""
+    _records(engine, session, 60)
+    receiver.on_message = lambda _m: time.sleep(0.05)  # a receiver that takes its time: the pushes overlap
+    endpoint = _endpoint(receiver, batch_size=5)
+    outcomes: list[list[PushResult]] = []
+
+    def push() -> None:
+        with httpx.Client() as client:
+            outcomes.append(push_until_caught_up(engine, endpoint, client=client, deadline_seconds=60))
+
+    threads = [threading.Thread(target=push) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    keys = [r["idempotency_key"] for m in receiver.messages for r in m["json"]["records"]]
+    assert len(keys) == 60 and len(set(keys)) == 60, "a batch went twice (or one was lost)"
+    assert len(outcomes) == 2 and all(runs[-1].caught_up for runs in outcomes)
+    assert any(r.waiting for runs in outcomes for r in runs), "the two pushes never overlapped"
+    row = status(session)[0]
+    assert (row["delivered"], row["behind"], row["status"]) == (60, 0, "ok")
+
+
+def test_a_push_that_died_holding_its_endpoint_frees_it_after_the_lease(
+        engine: Engine, session: Session, receiver: NotificationReceiver) -> None:
+    _records(engine, session, 4)
+    endpoint = _endpoint(receiver, timeout_seconds=1)
+    start = utcnow()
+    claim = _claim(engine, endpoint, start)  # taken, as by a run that then crashed
+    assert claim is not None and _claim(engine, endpoint, start) is None  # a second push must wait
+    with httpx.Client() as client:
+        assert push_batch(engine, endpoint, client=client, now=start + timedelta(seconds=1)).waiting
+        later = start + timedelta(seconds=lease_seconds(endpoint) + 1)
+        assert push_batch(engine, endpoint, client=client, now=later).sent == 4
+    assert len(receiver.messages) == 1

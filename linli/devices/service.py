@@ -1,4 +1,5 @@
-"""Assemble an ingest replica from the settings: writer, MQTT service, alarm fast path, rules refresh."""
+"""Assemble an ingest replica from the settings: writer, MQTT service, alarm fast path, rules refresh, and the
+coalesced `linli.datahub.pending` announcement that starts data-hub pushes."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import httpx
 from sqlalchemy import Engine
 
 from linli import db
+from linli.datahub import PendingAnnouncer
 from linli.devices.fastpath import AlarmFastPath
 from linli.devices.ingest import IngestOptions, IngestService
 from linli.devices.metrics import IngestMetrics, serve_status
 from linli.devices.registry import RuleBook
 from linli.devices.rules_source import load_rules
 from linli.devices.writer import BatchWriter
-from linli.events import EventBus, PrefectEventBus, RecordingBus
+from linli.events import EventBus, PrefectEventBus, RecordingBus, SignalBus
 from linli.loop import LoopConfig
 from linli.notify import AppriseNotifier, Notifier
 from linli.settings import Settings
@@ -67,9 +69,10 @@ def start_ingest(settings: Settings, *, client_id: str = "", engine: Engine | No
     store = make_store(settings)
     ds = settings.devices
     writer = BatchWriter(engine, rules=rules, store=store, max_payload=ds.max_payload_bytes)
+    bus = bus or default_bus(settings)
     fast_path = AlarmFastPath(engine, notifier=notifier or AppriseNotifier(settings.notify.timeout_seconds),
                               global_urls=settings.notify.urls, config=LoopConfig.from_settings(settings),
-                              bus=bus or default_bus(settings), store=store)
+                              bus=bus, store=store)
     options = IngestOptions(host=settings.mqtt.host, port=settings.mqtt.port, username=settings.mqtt.username,
                             password=settings.mqtt.password.get_secret_value(), client_id=client_id,
                             shared_group=ds.shared_group, batch_size=ds.batch_size,
@@ -77,6 +80,12 @@ def start_ingest(settings: Settings, *, client_id: str = "", engine: Engine | No
     service = IngestService(writer, options, on_alarms=fast_path.submit)
     stop_event = threading.Event()
     threads = []
+    if settings.datahub.signal_seconds > 0 and isinstance(bus, SignalBus):
+        announcer = PendingAnnouncer(lambda: service.counters.records, bus.signal,
+                                     interval=settings.datahub.signal_seconds)
+        pending = threading.Thread(target=announcer.run, args=(stop_event,), name="datahub-pending", daemon=True)
+        pending.start()
+        threads.append(pending)
     if rules is None:
         refresh = threading.Thread(target=_refresh_rules, name="alarm-rules",
                                    args=(writer, settings, stop_event), daemon=True)

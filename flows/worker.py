@@ -144,7 +144,12 @@ class WarmWorker:
         final = "Crashed"
         try:
             state = await run_flow_async(flow, flow_run=run, parameters=parameters, return_type="state")
-            final = state.name if state is not None else "Completed"
+            if run.id in self._cancelled and (state is None or not state.is_final()):
+                # The engine can absorb the task's cancellation and return the run's state as it then
+                # stands (Cancelling, seen under load): finish what the UI asked for.
+                final = await self._settle_cancelled(client, run.id)
+            else:
+                final = state.name if state is not None else "Completed"
         except asyncio.CancelledError:
             final = await self._settle_cancelled(client, run.id)
             raise

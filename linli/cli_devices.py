@@ -38,8 +38,15 @@ def ingest(
     client_id: Annotated[str, typer.Option(help="MQTT client id; keep it across restarts (persistent session).")] = "",
     status_port: Annotated[int | None, typer.Option(help="Serve counters as JSON on 127.0.0.1:PORT.")] = None,
     report_every: Annotated[float, typer.Option(help="Seconds between counter lines.")] = 10.0,
+    retire: Annotated[bool, typer.Option(help="Retire this client id: take what the broker kept for it, then end "
+                                         "its session so it no longer gets a share of the messages.")] = False,
 ) -> None:
-    """Run an ingest replica: MQTT → validated, batched writes, alarms, dead letters. Stops on Ctrl-C / SIGTERM."""
+    """Run an ingest replica: MQTT → validated, batched writes, alarms, dead letters. Stops on Ctrl-C / SIGTERM.
+
+    A stopped replica keeps its MQTT session (messages wait for its restart with the same --client-id);
+    one that will not come back — scaled down or renamed — must be retired with --retire, or the broker
+    keeps a share of every message for it until the session expires.
+    """
 
     def work(settings: Settings) -> None:
         from linli.devices.service import start_ingest
@@ -61,6 +68,11 @@ def ingest(
         show = _cli().console.print
         say(log_format, log, t("ingest_running", lang, host=settings.mqtt.host, port=settings.mqtt.port,
                                client=replica.service.client_id), show)
+        if retire:
+            replica.stop(retire=True)
+            counters = replica.service.snapshot()
+            say(log_format, log, t("ingest_counters", lang, **counters), show, **counters)
+            return
         try:
             while not stop.wait(report_every):
                 counters = replica.service.snapshot()

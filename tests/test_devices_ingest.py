@@ -236,3 +236,33 @@ def test_a_life_safety_alarm_is_written_and_handed_over_while_a_bulk_batch_is_in
         release.set()
         service.stop()
     assert service.counters.written == 2 and service.counters.alarms == 1  # the held batch was written too
+
+
+def test_a_retired_replica_hands_over_what_was_kept_for_it_and_leaves_the_group(
+        engine: Engine, session: Session, broker: Broker) -> None:
+    devices(session, ("G-1", "gas"))
+    staying = _service(engine, broker, "replica-stays")
+    going = _service(engine, broker, "replica-goes")
+    going.stop()  # a stop keeps the session: the broker goes on keeping a share of the messages for it
+    try:
+        _publish_all(broker, [message("telemetry", "gas", "G-1", {"id": f"a{i}", "metrics": {"gas_lel": 1.0}})
+                              for i in range(200)])
+        _wait(lambda: staying.counters.received > 0, 20, "the staying replica's share")
+        time.sleep(1)
+        kept = 200 - staying.counters.received
+        assert kept > 0, "the stopped member should have been kept a share"
+        assert _count(engine, Telemetry) == staying.counters.received
+
+        retiring = _service(engine, broker, "replica-goes")
+        retiring.retire(quiet_seconds=1)
+        assert retiring.counters.received == kept  # what was kept for it is written, not lost
+        assert _count(engine, Telemetry) == 200
+
+        # After retiring, the group is the one replica: it gets every new message.
+        before = staying.counters.received
+        _publish_all(broker, [message("telemetry", "gas", "G-1", {"id": f"b{i}", "metrics": {"gas_lel": 1.0}})
+                              for i in range(100)])
+        _wait(lambda: _count(engine, Telemetry) == 300, 20, "every new message")
+        assert staying.counters.received - before == 100
+    finally:
+        staying.stop()

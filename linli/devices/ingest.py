@@ -160,14 +160,46 @@ class IngestService:
         if not self._subscribed.wait(wait):
             raise TimeoutError(f"no subscription at {self.options.host}:{self.options.port} within {wait} s")
 
-    def stop(self) -> None:
-        """Write what is queued, acknowledge it, and disconnect."""
+    def retire(self, *, quiet_seconds: float = 2.0, timeout: float = 600.0) -> None:
+        """Take what the broker kept for this client id, then leave the shared group for good.
+
+        A replica's persistent session stays a member of the shared subscription after the replica has
+        gone (Mosquitto keeps queueing a share of the messages for it until the session expires), so a
+        replica that is retired — scaled down, renamed, or a demo's on a broker production now uses —
+        must end its session: unsubscribe, write and acknowledge everything that arrived, then
+        disconnect with a session expiry of 0. `stop()` keeps the session, so nothing published while
+        ingest is down (an upgrade, a restart) is lost.
+        """
+        deadline = time.monotonic() + timeout
+        last = (-1, time.monotonic())
+        while time.monotonic() < deadline:  # the backlog comes first; wait until nothing more arrives
+            received = self.counters.received
+            if received != last[0]:
+                last = (received, time.monotonic())
+            elif time.monotonic() - last[1] >= quiet_seconds and not self._queue and not self._urgent:
+                break
+            time.sleep(0.1)
+        unsubscribed = threading.Event()
+        self.client.on_unsubscribe = lambda *_args: unsubscribed.set()
+        self.client.unsubscribe(protocol.subscription(self.options.shared_group))
+        if not unsubscribed.wait(10):
+            log.warning("no UNSUBACK within 10 s; leaving anyway")
+        # What was on its way before the UNSUBACK is in the queue now: stop() writes and acknowledges it.
+        self.stop(end_session=True)
+
+    def stop(self, *, end_session: bool = False) -> None:
+        """Write what is queued, acknowledge it, and disconnect (keeping the session unless `end_session`)."""
         self._stop.set()
         self._urgent_ready.set()
         for thread in (self._urgent_thread, self._thread):
             if thread is not None:
                 thread.join(timeout=30)
-        self.client.disconnect()
+        if end_session:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0  # the broker drops the session and its membership of the group
+            self.client.disconnect(properties=props)
+        else:
+            self.client.disconnect()
         self.client.loop_stop()
 
     # --- writer thread -----------------------------------------------------------------------

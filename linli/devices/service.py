@@ -40,10 +40,17 @@ class IngestReplica:
     status_server: Any = None
     metrics: IngestMetrics | None = None
 
-    def stop(self) -> None:
-        """Stop consuming, write and acknowledge what is queued, finish the fast path."""
+    def stop(self, *, retire: bool = False) -> None:
+        """Stop consuming, write and acknowledge what is queued, finish the fast path.
+
+        `retire`: first take what the broker kept for this client id, then end the session (see
+        IngestService.retire); otherwise the session stays for a restart with the same client id.
+        """
         self.stop_event.set()
-        self.service.stop()
+        if retire:
+            self.service.retire()
+        else:
+            self.service.stop()
         self.fast_path.close()
         if self.status_server is not None:
             self.status_server.shutdown()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import text
 
 from linli import db
@@ -54,3 +57,14 @@ def fleet(url: str, *, buildings: int = 4, per_type: int = 1) -> list[SimDevice]
 def last_line(figures: dict[str, Any]) -> None:
     """Print the figures as the one JSON object on the last line."""
     print(json.dumps(figures, ensure_ascii=False))
+
+
+def wait_http(url: str, timeout: float) -> None:
+    """Until `url` answers 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")

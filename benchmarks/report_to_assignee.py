@@ -40,6 +40,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import wait_http  # noqa: E402  (run as a script: the repo root goes on the path first)
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NUMBER = re.compile(r"LL-\d{8}-\d{6}")
@@ -310,17 +311,6 @@ def main() -> int:
                        ratio_p50_process_over_inprocess=round(speedup, 2))
     print(json.dumps(figures))
     return 0
-
-
-def wait_http(url: str, timeout: float) -> None:
-    """Until `url` answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 def prepare(settings: Any) -> tuple[str, list[str]]:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from benchmarks.common import wait_http
 from linli.devices.simulator import Generator, SimDevice, publisher
 from tests.mqtt_broker import free_port
 
@@ -32,17 +33,6 @@ LINLI = str(Path(sys.executable).with_name("linli"))
 def say(line: str) -> None:
     """A progress line, stamped with the time."""
     print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
-
-
-def wait_http(url: str, timeout: float) -> None:
-    """Until `url` answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 # --- a private PostgreSQL ---------------------------------------------------------------------

@@ -40,6 +40,9 @@ def ingest(
     report_every: Annotated[float, typer.Option(help="Seconds between counter lines.")] = 10.0,
     retire: Annotated[bool, typer.Option(help="Retire this client id: take what the broker kept for it, then end "
                                          "its session so it no longer gets a share of the messages.")] = False,
+    retire_on_stop: Annotated[bool, typer.Option(help="Retire the client id when stopped (Ctrl-C / SIGTERM) "
+                                                 "instead of keeping its session: for a demo on a broker that "
+                                                 "production may use later.")] = False,
 ) -> None:
     """Run an ingest replica: MQTT → validated, batched writes, alarms, dead letters. Stops on Ctrl-C / SIGTERM.
 
@@ -80,7 +83,7 @@ def ingest(
         except KeyboardInterrupt:
             pass
         finally:
-            replica.stop()
+            replica.stop(retire=retire_on_stop, retire_timeout=10.0)
             counters = replica.service.snapshot()
             say(log_format, log, t("ingest_counters", lang, **counters), show, **counters)
 

@@ -79,7 +79,9 @@ def start_devices(settings: Settings, group: ProcessGroup, env: dict[str, str],
         # records all the time: a push run every 10 s at most leaves the loop's runs room (production: 5 s).
         env["LINLI_DATAHUB__SIGNAL_SECONDS"] = str(DEMO_SIGNAL_SECONDS)
     receiver = settings.datahub.demo_receiver_port
-    group.start("ingest", [*LINLI, "ingest", "--client-id", "linli-demo-ingest"], env)
+    # Retired on stop: the demo may use this machine's broker, and a session left behind would stay a
+    # member of the shared group and be kept a share of a later production ingest's messages.
+    group.start("ingest", [*LINLI, "ingest", "--client-id", "linli-demo-ingest", "--retire-on-stop"], env)
     group.start("datahub-receiver", [*LINLI, "dev", "receiver", "--port", str(receiver)], env)
     group.start("device-simulator", [*LINLI, "simulate", "--buildings", "8", "--rate", "20", "--alarm-every", "45",
                                      "--heartbeat", "30", "--mute", "2", "--mute-after", "60",

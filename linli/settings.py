@@ -163,12 +163,10 @@ class DevicesSettings(BaseModel):
 
 
 class DatahubSettings(BaseModel):
-    """Pushes of access and vehicle records (and alarms) to the city data hub."""
+    """Pushes of access and vehicle records (and alarms) to the city data hub.
 
-    batch_size: int = Field(default=500, ge=1, le=10000, description="Most records per push request.")
-    max_attempts: int = Field(default=5, ge=1, description="Failed attempts of a batch before it is parked.")
-    backoff_seconds: float = Field(default=2, gt=0, description="First retry delay; doubles each attempt.")
-    timeout_seconds: float = Field(default=10, gt=0, description="Give up on one push request after this long.")
+    Batch size, attempts, backoff and timeout are each endpoint's own (the data-hub endpoint block)."""
+
     demo_receiver_port: int = Field(default=8766, ge=1, le=65535, description="Port of the demo's local "
                                     "data-hub receiver (127.0.0.1).")
     signal_seconds: float = Field(default=5, ge=0, le=3600, description="Ingest emits the Prefect event "

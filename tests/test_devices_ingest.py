@@ -66,13 +66,14 @@ def _publish_all(broker: Broker, messages: list[tuple[str, bytes]], *, pace: flo
     client.loop_stop()
 
 
-def _ingest_process(database_url: str, broker: Broker, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+def _ingest_process(database_url: str, broker: Broker, tmp_path: Path, port: int,
+                    *extra: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, LINLI_DATABASE__URL=database_url, LINLI_MQTT__PORT=str(broker.port),
                LINLI_DATA_DIR=str(tmp_path / "data"), LINLI_PREFECT__API_URL="http://127.0.0.1:9/api",
                LINLI_DEVICES__BATCH_SIZE="200")
     log = (tmp_path / f"ingest-{time.monotonic_ns()}.log").open("wb")
     return subprocess.Popen([sys.executable, "-m", "linli.cli", "ingest", "--client-id", "ingest-under-test",
-                             "--status-port", str(port), "--report-every", "1"],
+                             "--status-port", str(port), "--report-every", "1", *extra],
                             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -266,3 +267,25 @@ def test_a_retired_replica_hands_over_what_was_kept_for_it_and_leaves_the_group(
         assert staying.counters.received - before == 100
     finally:
         staying.stop()
+
+
+def test_an_ingest_stopped_with_retire_on_stop_leaves_no_member_behind(
+        engine: Engine, session: Session, database_url: str, broker: Broker, tmp_path: Path) -> None:
+    # The demo's ingest: on SIGTERM it ends its session, so a later replica on the same broker gets
+    # every message instead of sharing them with a member that is gone.
+    devices(session, ("G-1", "gas"))
+    port = free_port()
+    demo = _ingest_process(database_url, broker, tmp_path, port, "--retire-on-stop")
+    try:
+        _wait(lambda: _status(port).get("connected") is True, 60, "ingest to connect")
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=60) == 0
+    later = _service(engine, broker, "production-replica")
+    try:
+        _publish_all(broker, [message("telemetry", "gas", "G-1", {"id": f"p{i}", "metrics": {"gas_lel": 1.0}})
+                              for i in range(100)])
+        _wait(lambda: _count(engine, Telemetry) >= 100, 20, "every message written by the one live replica")
+        assert later.counters.received == 100
+    finally:
+        later.stop()

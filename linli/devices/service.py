@@ -40,7 +40,7 @@ class IngestReplica:
     status_server: Any = None
     metrics: IngestMetrics | None = None
 
-    def stop(self, *, retire: bool = False) -> None:
+    def stop(self, *, retire: bool = False, retire_timeout: float = 600.0) -> None:
         """Stop consuming, write and acknowledge what is queued, finish the fast path.
 
         `retire`: first take what the broker kept for this client id, then end the session (see
@@ -48,7 +48,7 @@ class IngestReplica:
         """
         self.stop_event.set()
         if retire:
-            self.service.retire()
+            self.service.retire(quiet_seconds=min(2.0, retire_timeout), timeout=retire_timeout)
         else:
             self.service.stop()
         self.fast_path.close()

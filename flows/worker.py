@@ -144,6 +144,9 @@ class WarmWorker:
         final = "Crashed"
         try:
             state = await run_flow_async(flow, flow_run=run, parameters=parameters, return_type="state")
+            if state is not None and state.is_cancelling():
+                # The engine saw the Cancelling state itself (before this worker's poll did) and stopped.
+                self._cancelled.setdefault(run.id, asyncio.get_running_loop().time())
             if run.id in self._cancelled and (state is None or not state.is_final()):
                 # The engine can absorb the task's cancellation and return the run's state as it then
                 # stands (Cancelling, seen under load): finish what the UI asked for.

@@ -3,8 +3,9 @@
 The deployments stay exactly what `serve()` registers (schedules, event triggers, parameter forms, runs
 listed under their deployment in the UI); only the execution differs. Every `poll_seconds` the worker
 asks Prefect for its deployments' due runs (the same call Prefect's Runner makes, which also keeps the
-deployments "Ready"), claims each by proposing Pending — the server lets exactly one claimant through,
-so several workers can serve the same deployments — and runs it with Prefect's async flow engine,
+deployments "Ready"), claims each — first a row keyed on the run's Scheduled state in Linli's database
+(`flow_run_claim`: one insert wins), then Pending in Prefect — so several workers can serve the same
+deployments and each scheduling of a run executes once, and runs it with Prefect's async flow engine,
 which records Running, then Completed or Failed. A spawned process costs 3–7 s on a small machine;
 an async run here costs ~0.2 s.
 
@@ -21,12 +22,15 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
 import resource
 import signal
+import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -40,6 +44,12 @@ from prefect.flow_engine import run_flow_async
 from prefect.states import Cancelled, Crashed, Pending
 from prefect.utilities.callables import get_call_parameters, parameters_to_args_kwargs
 from prefect.utilities.engine import propose_state
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from linli.db import get_engine, session_scope
+from linli.models import FlowRunClaim
 
 logger = logging.getLogger("linli.worker")
 _RECANCEL_SECONDS = 5.0
@@ -59,12 +69,45 @@ class WorkerStats:
         self.finished[state] = self.finished.get(state, 0) + 1
 
 
+class ClaimBook:
+    """Claims on flow runs in Linli's database: the first worker to insert (run, Scheduled state) wins.
+
+    Proposing Pending alone is not enough: Prefect accepts Completed → Pending and Failed → Pending (a
+    rerun), so a worker holding a list of due runs read a moment ago could start a run that another
+    worker claimed and finished meanwhile — a fast DAG finishes in ~50 ms. A rerun gets a new Scheduled
+    state, so it can be claimed again. Rows older than `keep` are deleted now and then.
+    """
+
+    def __init__(self, engine: Engine | None = None, *, worker: str | None = None,
+                 keep: timedelta = timedelta(days=2)) -> None:
+        self._engine = engine
+        self.worker = worker or f"{socket.gethostname()}-{os.getpid()}"
+        self.keep = keep
+        self._pruned = 0.0
+
+    def take(self, run_id: UUID, state_id: UUID) -> bool:
+        """Record this worker's claim; False when another worker holds it already."""
+        engine = self._engine or get_engine()
+        try:
+            with session_scope(engine) as session:
+                session.add(FlowRunClaim(flow_run_id=str(run_id), state_id=str(state_id), worker=self.worker))
+        except IntegrityError:
+            return False
+        if time.monotonic() - self._pruned > 3600:
+            self._pruned = time.monotonic()
+            with session_scope(engine) as session:
+                session.exec(delete(FlowRunClaim).where(  # type: ignore[call-overload]
+                    FlowRunClaim.claimed_at < datetime.now(UTC) - self.keep))
+        return True
+
+
 class WarmWorker:
     """Register deployments and execute their flow runs in-process, at most `limit` at once."""
 
     def __init__(self, deployments: Sequence[tuple[RunnerDeployment, Flow[..., Any]]], *, limit: int = 8,
-                 poll_seconds: float = 1.0, grace_seconds: float = 10.0) -> None:
+                 poll_seconds: float = 1.0, grace_seconds: float = 10.0, claims: ClaimBook | None = None) -> None:
         self._served = list(deployments)
+        self.claims = claims or ClaimBook()
         self.limit = limit
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
@@ -122,7 +165,11 @@ class WarmWorker:
             task.add_done_callback(lambda _t, run_id=run.id: self._running.pop(run_id, None))
 
     async def _claim(self, client: PrefectClient, run: FlowRun) -> bool:
-        """Propose Pending; only one worker's proposal is accepted (Scheduled → Pending)."""
+        """Take the run's claim row, then propose Pending (Scheduled → Pending); False if another worker has it."""
+        if run.state is None or not run.state.is_scheduled() or not await asyncio.to_thread(
+                self.claims.take, run.id, run.state.id):
+            self.stats.lost += 1
+            return False
         try:
             state = await propose_state(client, Pending(), flow_run_id=run.id)
         except Abort:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
@@ -23,7 +24,18 @@ from flows.dag_runner import run_dag
 from flows.deployments import dag_deployment
 from flows.worker import WarmWorker
 from linli.dag.validate import load_text
+from linli.settings import get_settings
 from tests import dag_tasks
+
+
+@pytest.fixture(autouse=True)
+def claims_database(database_urls: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The workers record their claims in Linli's database: the session's SQLite one unless a test asks
+    for `settings` (each backend in turn)."""
+    monkeypatch.setenv("LINLI_DATABASE__URL", database_urls["sqlite"])
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 class Running:
@@ -174,7 +186,7 @@ def _soon(seconds: float) -> Any:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
-def test_two_workers_run_each_flow_run_exactly_once(prefect_server: None, dags: Path) -> None:
+def test_two_workers_run_each_flow_run_exactly_once(prefect_server: None, dags: Path, settings: Any) -> None:
     name = _write(dags, """
         name: warm-shared
         params: {tag: {type: string, default: x}}
@@ -190,6 +202,28 @@ def test_two_workers_run_each_flow_run_exactly_once(prefect_server: None, dags: 
     executed = first.stats.executed + second.stats.executed
     assert sorted(map(str, executed)) == sorted(map(str, run_ids))  # every run once, none twice
     assert len(dag_tasks.RECORDED) == len(set(dag_tasks.RECORDED)) == 16
+
+
+def test_a_worker_with_a_stale_list_does_not_rerun_a_run_another_worker_finished(
+        prefect_server: None, dags: Path, settings: Any) -> None:
+    # What CI once saw: a worker read the due runs, another claimed one and finished it in ~50 ms, and the
+    # first then proposed Pending — which Prefect accepts from Completed (a rerun) — and ran it again.
+    name = _write(dags, """
+        name: warm-stale
+        steps:
+          note: {task: testing.record, with: {label: once}}
+        """)
+    first, second = _worker(dags, name), _worker(dags, name)
+    _call(lambda c: second.register())
+    target = _deployment_id(name)
+    (run_id,) = _start_runs(target, 1)
+    stale = _call(lambda c: c.read_flow_run(run_id))  # second's view of the due run: Scheduled
+    with Running(first):
+        final = _wait_final([run_id])[run_id]
+    assert final.state is not None and final.state.is_completed(), final.state
+    assert _call(lambda c: second._claim(c, stale)) is False
+    assert _call(lambda c: c.read_flow_run(run_id)).state.is_completed()  # not moved back to Pending
+    assert dag_tasks.RECORDED == ["once"] and second.stats.lost == 1
 
 
 def test_a_failing_run_ends_failed_and_the_worker_goes_on(prefect_server: None, dags: Path) -> None:

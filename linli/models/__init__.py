@@ -81,3 +81,6 @@ __all__ += [
 from linli.models.devices import TelemetryHourly  # noqa: E402  (appended by the scale issue)
 
 __all__ += ["TelemetryHourly"]
+from linli.models.runtime import FlowRunClaim  # noqa: E402  (the warm workers' claims)
+
+__all__ += ["FlowRunClaim"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +19,8 @@ import httpx
 from sqlalchemy import text
 
 from linli import db
-from linli.devices.simulator import SimDevice, equip
+from linli.devices.registry import DEVICE_TYPES
+from linli.devices.simulator import ALARMS, Generator, SimDevice, equip
 from tests.services import reachable
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -68,3 +72,88 @@ def wait_http(url: str, timeout: float) -> None:
                 return
         time.sleep(0.5)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+class PubLoad:
+    """Background telemetry from `mosquitto_pub -l` processes (Mosquitto's C client) at `rate` msg/s in all.
+
+    One process per device — up to `processes` devices whose type reports metrics and raises no
+    life-safety alarm — publishes each line it reads to that device's telemetry topic at QoS 1; a thread
+    writes the lines (each reading with its own message id) at the asked pace. A Python paho publisher
+    tops out near 1,000–2,000 msg/s on a small machine, well short of the 5,000 msg/s the goals name.
+    `published` holds (device code, message id) of every line written; `stop()` closes the processes'
+    input and waits: mosquitto_pub exits 0 once every QoS 1 message was acknowledged by the broker.
+    """
+
+    def __init__(self, host: str, port: int, devices: list[SimDevice], rate: float, *, processes: int = 8) -> None:
+        if shutil.which("mosquitto_pub") is None:
+            raise RuntimeError("mosquitto_pub not found: install the mosquitto-clients package")
+        self.devices = [d for d in devices if DEVICE_TYPES[d.device_type].metrics
+                        and d.device_type not in ALARMS][:processes]
+        if not self.devices:
+            raise ValueError("no device in the fleet reports metrics without raising alarms")
+        self.host, self.port, self.rate = host, port, rate
+        self.published: list[tuple[str, str]] = []
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, seconds: float | None = None) -> PubLoad:
+        """Start the processes and the feeding thread (for `seconds`, or until `stop()`)."""
+        generator = Generator(self.devices)
+        for device in self.devices:
+            name, _ = generator.telemetry(device)
+            self._procs.append(subprocess.Popen(
+                ["mosquitto_pub", "-h", self.host, "-p", str(self.port), "-q", "1", "-l", "-M", "200",
+                 "-i", f"load-{uuid.uuid4().hex[:8]}", "-t", name],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self._thread = threading.Thread(target=self._feed, args=(generator, seconds), name="pubload", daemon=True)
+        self._thread.start()
+        return self
+
+    def _feed(self, generator: Generator, seconds: float | None) -> None:
+        tick, owed = 0.01, 0.0
+        started = next_at = time.perf_counter()
+        while not self._stop.is_set() and (seconds is None or time.perf_counter() - started < seconds):
+            owed += self.rate * tick
+            lines: list[list[bytes]] = [[] for _ in self._procs]
+            while owed >= 1:
+                owed -= 1
+                i = len(self.published) % len(self._procs)
+                device = self.devices[i]
+                _, payload = generator.telemetry(device)
+                lines[i].append(payload + b"\n")
+                self.published.append((device.code, json.loads(payload)["id"]))
+            for proc, batch in zip(self._procs, lines, strict=True):
+                if batch:
+                    assert proc.stdin is not None
+                    proc.stdin.write(b"".join(batch))
+                    proc.stdin.flush()
+            next_at += tick
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        self.seconds = time.perf_counter() - started
+
+    def stop(self, timeout: float = 120) -> list[int]:
+        """Stop feeding, let each process deliver what it has and exit; their exit codes (0: all acknowledged)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for proc in self._procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        codes = []
+        for proc in self._procs:
+            try:
+                codes.append(proc.wait(timeout))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(proc.wait())
+        return codes
+
+    @property
+    def achieved_rate(self) -> float:
+        """Lines written per second while feeding."""
+        return len(self.published) / self.seconds if self.seconds else 0.0

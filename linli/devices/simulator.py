@@ -162,12 +162,18 @@ class Generator:
             kind, body = Kind.heartbeat, {"battery": self._battery(device), "firmware": "1.2.0",
                                           "rssi": -self.rng.randint(40, 90)}
         elif spec.metrics:
-            metrics = {m.name: self._reading(device, m.name, m.low, m.high) for m in spec.metrics}
-            kind, body = Kind.telemetry, {"metrics": metrics}
+            return self.telemetry(device)
         else:
             kind, body = Kind.event, self._event(device)
         return topic(device.community, device.device_type, device.code, kind), json.dumps(
             self._body(body), ensure_ascii=False).encode()
+
+    def telemetry(self, device: SimDevice) -> tuple[str, bytes]:
+        """An ordinary reading of each of `device`'s metrics, near their normal values."""
+        spec = DEVICE_TYPES[device.device_type]
+        metrics = {m.name: self._reading(device, m.name, m.low, m.high) for m in spec.metrics}
+        return topic(device.community, device.device_type, device.code, Kind.telemetry), json.dumps(
+            self._body({"metrics": metrics}), ensure_ascii=False).encode()
 
     def _battery(self, device: SimDevice) -> int:
         """A battery that drains slowly; about one device in forty starts nearly flat."""

@@ -136,6 +136,11 @@ class PubLoad:
                 time.sleep(delay)
         self.seconds = time.perf_counter() - started
 
+    def join(self) -> None:
+        """Until the feeding ends (its `seconds` have passed, or `stop()`)."""
+        if self._thread is not None:
+            self._thread.join()
+
     def stop(self, timeout: float = 120) -> list[int]:
         """Stop feeding, let each process deliver what it has and exit; their exit codes (0: all acknowledged)."""
         self._stop.set()

@@ -1,10 +1,11 @@
 """Drill: an ingest replica killed with SIGKILL mid-stream → every message stored exactly once.
 
 Two `linli ingest` processes share `$share/linli-ingest/linli/+/+/+/+` on a test Mosquitto
-(`max_queued_messages 0`); a publisher sends telemetry and events (QoS 1, each with a unique
-message id) at --rate messages a second for --seconds. At --kill-at s one replica gets SIGKILL; it is
-started again (same client id: its persistent session) --restart-after s later. At the end the rows
-are counted by message id: missing = 0 and duplicates = 0 is a pass.
+(`max_queued_messages 0`); `mosquitto_pub` processes (benchmarks.common.PubLoad) send telemetry
+(QoS 1, each with a unique message id) at --rate messages a second for --seconds. At --kill-at s one
+replica gets SIGKILL; it is started again (same client id: its persistent session) --restart-after s
+later. At the end the rows are counted by message id: missing = 0 and duplicates = 0 is a pass, with
+every publisher exiting 0 (the broker acknowledged all it sent).
 
     .venv/bin/python -m benchmarks.drills.ingest_kill [--rate 5000] [--seconds 40]
 """
@@ -16,10 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import fleet, fresh_database
+from benchmarks.common import PubLoad, fleet, fresh_database
 from benchmarks.drills.common import (
     Processes,
-    Stream,
     counters,
     ingest_env,
     last_line,
@@ -48,8 +48,7 @@ def main() -> int:
             for name, port in ports.items():
                 start_replica(procs, name, env, port)
             say(f"two replicas up; publishing {args.rate:,.0f} msg/s for {args.seconds:.0f} s")
-            stream = Stream(broker.host, broker.port, devices, args.rate)
-            stream.start(args.seconds)
+            stream = PubLoad(broker.host, broker.port, devices, args.rate).start(args.seconds)
             time.sleep(args.kill_at)
             before = counters(ports["a"])
             procs.kill("a")
@@ -61,7 +60,9 @@ def main() -> int:
             down = time.perf_counter() - killed_at  # the wait, plus the replica's start until it answers
             say(f"replica a back after {down:.1f} s")
             stream.join()
-            say(f"published {len(stream.published)} in {stream.seconds:.1f} s; waiting for the rows")
+            codes = stream.stop()  # each mosquitto_pub exits 0 once the broker acknowledged all it sent
+            say(f"published {len(stream.published)} in {stream.seconds:.1f} s (publishers' exit codes {codes}); "
+                "waiting for the rows")
             waited = wait_stored(stream.published, url, 180)
             time.sleep(2)  # anything still arriving would be a duplicate: give it the chance
             figures = tally(stream.published, url)
@@ -70,7 +71,7 @@ def main() -> int:
             procs.stop_all()
         if figures["missing"]:
             print(procs.log("a")[-3000:])
-    ok = figures["missing"] == 0 and figures["duplicates"] == 0
+    ok = figures["missing"] == 0 and figures["duplicates"] == 0 and not any(codes)
     print(f"published {figures['published']} at {stream.achieved_rate:,.0f} msg/s (asked {args.rate:,.0f}); "
           f"stored {figures['stored']}, missing {figures['missing']}, duplicates {figures['duplicates']}; "
           f"all stored {waited:.1f} s after the publisher stopped")
@@ -81,7 +82,8 @@ def main() -> int:
     last_line({"drill": "ingest_kill", **figures, "asked_rate": args.rate,
                "achieved_rate": round(stream.achieved_rate), "kill_at_s": args.kill_at,
                "down_s": round(down, 1), "catch_up_s": round(waited, 1),
-               "redelivered_ignored": sum(int(c.get("duplicates") or 0) for c in replicas.values()), "pass": ok})
+               "redelivered_ignored": sum(int(c.get("duplicates") or 0) for c in replicas.values()),
+               "publisher_exit_codes": codes, "pass": ok})
     return 0 if ok else 1
 
 

@@ -90,3 +90,68 @@ def test_the_buffered_client_reads_in_large_chunks(broker: Broker) -> None:
         BufferedSocket.recv = original  # type: ignore[method-assign]
     # paho alone asks the socket 3 times a packet (command byte, length, body): 6,000+ reads.
     assert len(reads) < 2000, f"{len(reads)} socket reads for 2,000 packets"
+
+
+def _live(broker: Broker, client_class: type[mqtt.Client], client_id: str,
+          seen: list[tuple[object, ...]], *, filtered: bool = False) -> mqtt.Client:
+    """A connected client recording every message's fields (properties as a dict) in `seen`."""
+    subscribed = threading.Event()
+    client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+
+    def record(_c: object, _u: object, m: mqtt.MQTTMessage) -> None:
+        props = m.properties.json() if m.properties is not None else {}
+        seen.append((m.topic, m.payload, m.qos, m.retain, bool(m.mid) == bool(m.qos), props))
+
+    if filtered:
+        client.message_callback_add("t/only/#", record)  # per-topic callbacks: paho's own matching
+    else:
+        client.on_message = record
+    client.on_connect = lambda c, *_: c.subscribe("t/#", qos=1)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    assert subscribed.wait(10)
+    return client
+
+
+def test_the_fast_decoder_gives_what_paho_gives_for_every_kind_of_publish(broker: Broker) -> None:
+    fast_seen: list[tuple[object, ...]] = []
+    paho_seen: list[tuple[object, ...]] = []
+    filtered_seen: list[tuple[object, ...]] = []
+    clients = [_live(broker, FastClient, "fast", fast_seen), _live(broker, mqtt.Client, "paho", paho_seen),
+               _live(broker, FastClient, "filtered", filtered_seen, filtered=True)]
+    sender = publisher(broker.host, broker.port)
+    with_props = Properties(PacketTypes.PUBLISH)
+    with_props.UserProperty = ("source", "gate-7")
+    with_props.ContentType = "application/json"
+    sent = [("t/a", b'{"v": 1}', 0, False, None), ("t/a", b'{"v": 2}', 1, False, None),
+            ("t/only/x", b"", 1, False, None), ("t/b", b"\x00\xff binary", 1, False, with_props),
+            ("t/only/y", b"retained", 1, True, None), ("t/c", "读数".encode(), 0, False, with_props)]
+    for info in [sender.publish(t, p, qos=q, retain=r, properties=props) for t, p, q, r, props in sent]:
+        info.wait_for_publish(timeout=10)
+    sender.disconnect()
+    sender.loop_stop()
+    deadline = threading.Event()
+    for _ in range(100):
+        if len(fast_seen) == len(paho_seen) == len(sent) and len(filtered_seen) == 2:
+            break
+        deadline.wait(0.1)
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
+    assert fast_seen == paho_seen
+    assert [(t, p) for t, p, *_ in fast_seen] == [(t, p) for t, p, *_ in sent]
+    assert fast_seen[3][5] == {"UserProperty": [("source", "gate-7")], "ContentType": "application/json"}
+    assert filtered_seen == [m for m in paho_seen if m[0].startswith("t/only/")]
+    # A client subscribing afterwards gets the retained message with its retain flag set.
+    late_fast: list[tuple[object, ...]] = []
+    late_paho: list[tuple[object, ...]] = []
+    late = [_live(broker, FastClient, "late-fast", late_fast), _live(broker, mqtt.Client, "late-paho", late_paho)]
+    for _ in range(100):
+        if late_fast and late_paho:
+            break
+        deadline.wait(0.1)
+    for client in late:
+        client.disconnect()
+        client.loop_stop()
+    assert late_fast == late_paho == [("t/only/y", b"retained", 1, True, True, {})]

@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,20 +43,25 @@ class Broker:
         return self.log_path.read_text(errors="replace")
 
 
+def test_config(port: int) -> str:
+    """The tests' broker: anonymous, in memory, unlimited queues, logging to stdout."""
+    # max_queued_messages 0: the default (1000) drops QoS 1 messages for a slow or absent subscriber.
+    # max_inflight_messages 0: ingest acknowledges a batch at a time, so many messages are in flight.
+    return (f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest stdout\n"
+            "log_type error\nlog_type warning\nlog_type notice\n")
+
+
 @contextmanager
-def run_broker(folder: Path) -> Iterator[Broker]:
-    """Start Mosquitto on 127.0.0.1:<free port> with unlimited queues; stop it afterwards."""
+def run_broker(folder: Path, config_for: Callable[[int], str] = test_config) -> Iterator[Broker]:
+    """Start Mosquitto on 127.0.0.1:<free port> (`config_for(port)` is its configuration); stop it afterwards."""
     binary = mosquitto_path()
     if binary is None:
         raise RuntimeError("mosquitto is not installed: run `python -m tests.services` as root, "
                            "or apt-get install mosquitto")
     port = free_port()
     config = folder / "mosquitto.conf"
-    # max_queued_messages 0: the default (1000) drops QoS 1 messages for a slow or absent subscriber.
-    # max_inflight_messages 0: ingest acknowledges a batch at a time, so many messages are in flight.
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                      "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest stdout\n"
-                      "log_type error\nlog_type warning\nlog_type notice\n")
+    config.write_text(config_for(port))
     log_path = folder / "mosquitto.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen([binary, "-c", str(config)], stdout=log_file, stderr=subprocess.STDOUT)

@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -42,7 +41,7 @@ from linli.events import RecordingBus
 from linli.models import Telemetry
 from linli.settings import Settings, get_settings
 from tests.device_factories import devices
-from tests.mqtt_broker import free_port, mosquitto_path
+from tests.mqtt_broker import free_port, mosquitto_path, run_broker
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 COMPOSE = yaml.safe_load((INFRA / "compose.yaml").read_text())
@@ -218,37 +217,22 @@ SERVICE_USER, SERVICE_PASSWORD = "linli-service", "service-pass-1"
 @contextmanager
 def production_broker(folder: Path, auth: Path) -> Iterator[int]:
     """Mosquitto with infra/mosquitto/mosquitto.conf, its paths moved into `folder`, on a free port."""
-    binary = mosquitto_path()
-    assert binary is not None
-    port = free_port()
-    text = (INFRA / "mosquitto" / "mosquitto.conf").read_text()
-    for old, new in (("listener 1883", f"listener {port} 127.0.0.1"),
-                     ("/mosquitto/auth/", f"{auth}/"), ("/mosquitto/data/", f"{folder}/data/")):
-        assert old in text, old
-        text = text.replace(old, new)
-    if os.geteuid() == 0:
-        # As root, Mosquitto switches to its own user, which cannot enter pytest's private tmp dirs (the
-        # container copies the files to a folder that user owns instead); the ACL logic is the same.
-        text += "\nuser root\n"
+
+    def config_for(port: int) -> str:
+        text = (INFRA / "mosquitto" / "mosquitto.conf").read_text()
+        for old, new in (("listener 1883", f"listener {port} 127.0.0.1"),
+                         ("/mosquitto/auth/", f"{auth}/"), ("/mosquitto/data/", f"{folder}/data/")):
+            assert old in text, old
+            text = text.replace(old, new)
+        if os.geteuid() == 0:
+            # As root, Mosquitto switches to its own user, which cannot enter pytest's private tmp dirs (the
+            # container copies the files to a folder that user owns instead); the ACL logic is the same.
+            text += "\nuser root\n"
+        return text
+
     (folder / "data").mkdir(exist_ok=True)
-    config = folder / "mosquitto.conf"
-    config.write_text(text)
-    log = folder / "mosquitto.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([binary, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
-                time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with run_broker(folder, config_for) as broker:
+        yield broker.port
 
 
 class Client:

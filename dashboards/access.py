@@ -11,7 +11,7 @@ import streamlit as st
 from sqlalchemy import inspect
 from sqlmodel import select
 
-from dashboards.texts import t
+from dashboards.texts import current_language, t
 from linli import auth, db
 from linli.errors import AccessDenied
 from linli.models.registry import UserAccount
@@ -94,3 +94,15 @@ def page_guard(action: str, lang: str) -> auth.CurrentUser | None:
     if not accounts_exist():
         return None
     return page_user(action, lang)
+
+
+def open_page(title_key: str, action: str) -> str:
+    """A page's head: its title in the chosen language, the role check (once accounts exist), and a
+    migrated database — else the page says what to do and stops. Returns the language."""
+    lang = current_language()
+    st.title(t(title_key, lang))
+    page_guard(action, lang)
+    if not db.is_current(db.get_engine()):
+        st.warning(t("db_missing", lang))
+        st.stop()
+    return lang

@@ -22,7 +22,6 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from benchmarks.common import wait_http
-from linli.devices.simulator import Generator, SimDevice, publisher
 from tests.mqtt_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,70 +163,6 @@ def counters(status_port: int) -> dict[str, Any]:
 # --- publisher ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Stream:
-    """A paced QoS 1 publisher of telemetry and events (each a row with a unique message id)."""
-
-    host: str
-    port: int
-    fleet: list[SimDevice]
-    rate: float
-    published: list[tuple[str, str]] = field(default_factory=list)  # (device code, message id)
-    stop: threading.Event = field(default_factory=threading.Event)
-    seconds: float = 0.0
-    _thread: threading.Thread | None = None
-
-    def _messages(self, count: int, generator: Generator) -> list[tuple[str, bytes, str, str]]:
-        out: list[tuple[str, bytes, str, str]] = []
-        i = 0
-        while len(out) < count:
-            device = self.fleet[i % len(self.fleet)]
-            i += 1
-            name, payload = generator.uplink(device)
-            if name.endswith(("/telemetry", "/event")):  # a heartbeat is no row of its own
-                out.append((name, payload, device.code, json.loads(payload)["id"]))
-        return out
-
-    def run(self, seconds: float) -> None:
-        """Publish for `seconds` at `rate` messages a second (in this thread)."""
-        generator = Generator(self.fleet)
-        client = publisher(self.host, self.port, client_id=f"drill-publisher-{os.getpid()}")
-        tick = 0.02
-        per_tick = max(1, round(self.rate * tick))
-        infos: list[Any] = []
-        started = time.perf_counter()
-        next_at = started
-        while not self.stop.is_set() and time.perf_counter() - started < seconds:
-            for name, payload, code, msg_id in self._messages(per_tick, generator):
-                infos.append(client.publish(name, payload, qos=1))
-                self.published.append((code, msg_id))
-            if len(infos) > 20000:  # keep fewer than 65,536 in flight (16-bit packet ids)
-                for info in infos[:-20000]:
-                    info.wait_for_publish(60)
-                infos = infos[-20000:]
-            next_at += tick
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        for info in infos:
-            info.wait_for_publish(120)
-        self.seconds = time.perf_counter() - started
-        client.disconnect()
-        client.loop_stop()
-
-    def start(self, seconds: float) -> None:
-        self._thread = threading.Thread(target=self.run, args=(seconds,), name="drill-publisher", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        assert self._thread is not None
-        self._thread.join()
-
-    @property
-    def achieved_rate(self) -> float:
-        return len(self.published) / self.seconds if self.seconds else 0.0
-
-
 def stored_counts(database_url: str) -> dict[tuple[str, str], int]:
     """(device code, message id) → how many telemetry and event rows carry it."""
     engine = create_engine(database_url)
@@ -326,6 +261,46 @@ class Governance:
             if response.status_code == 201:
                 return str(response.json()[0]["service_request_id"])
         return None
+
+
+class ReportFiler:
+    """Files a report through the intake API every `every` s in a thread, as a client would: a refused
+    or unanswered call is tried again each second (counted in `refused`)."""
+
+    def __init__(self, gov: Governance, every: float) -> None:
+        self.gov, self.every = gov, every
+        self.filed: list[tuple[str, float]] = []  # (case number, when filed)
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drill-reports", daemon=True)
+
+    def start(self) -> ReportFiler:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 90) -> None:
+        """Stop filing; wait for a call in progress (it may be a client's retry)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def numbers(self) -> list[str]:
+        """The case numbers filed so far."""
+        return [number for number, _ in self.filed]
+
+    def _run(self) -> None:
+        index = 0
+        while not self._stop.is_set():
+            number = self.gov.file(index)
+            while number is None and not self._stop.is_set():
+                self.refused += 1
+                time.sleep(1)
+                number = self.gov.file(index)
+            if number:
+                self.filed.append((number, time.time()))
+            index += 1
+            self._stop.wait(self.every)
 
 
 def governance_env(database_url: str, prefect_database_url: str, work: Path, prefect_port: int,

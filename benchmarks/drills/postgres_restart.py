@@ -2,7 +2,8 @@
 
 Everything runs on a PostgreSQL of the drill's own (initdb into a temp folder, a free port — the
 system PostgreSQL is never touched): Linli's database and the Prefect server's. Two `linli ingest`
-replicas consume a stream (QoS 1, unique message ids) from a test Mosquitto; the Prefect server,
+replicas consume a stream (QoS 1, unique message ids, from `mosquitto_pub` processes:
+benchmarks.common.PubLoad) from a test Mosquitto; the Prefect server,
 `python -m flows.serve` (the loop's deployments) and `linli api` run the governance loop while a
 report is filed through the Open311 API every --report-every s. At --restart-at s:
 `pg_ctl restart -m fast`. No Linli process is restarted. At the end: every MQTT message stored once,
@@ -15,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from benchmarks.common import PubLoad
 from benchmarks.drills.common import (
     LATER,
     Governance,
     Processes,
-    Stream,
+    ReportFiler,
     counters,
     governance_env,
     ingest_env,
@@ -61,23 +62,7 @@ def main() -> int:
         prefect_port = free_port()
         gov = Governance(procs, governance_env(url, prefect_url, work, prefect_port), prefect_port, free_port(),
                          key, buildings)
-        filed: list[str] = []
-        refused = 0
-        stop_filing = threading.Event()
-
-        def file_reports() -> None:
-            nonlocal refused
-            index = 0
-            while not stop_filing.is_set():
-                number = gov.file(index)
-                while number is None and not stop_filing.is_set():  # a client tries again
-                    refused += 1
-                    time.sleep(1)
-                    number = gov.file(index)
-                if number:
-                    filed.append(number)
-                index += 1
-                stop_filing.wait(args.report_every)
+        reports = ReportFiler(gov, args.report_every)
 
         try:
             gov.start()
@@ -88,12 +73,10 @@ def main() -> int:
             started = {name: p.pid for name, p in procs.running.items()}
             say(f"stack up on private PostgreSQL :{pg.port}; streaming {args.rate:,.0f} msg/s for "
                 f"{args.seconds:.0f} s, a report every {args.report_every:g} s")
-            stream = Stream(broker.host, broker.port, devices, args.rate)
-            stream.start(args.seconds)
-            filer = threading.Thread(target=file_reports, daemon=True)
-            filer.start()
+            stream = PubLoad(broker.host, broker.port, devices, args.rate).start(args.seconds)
+            reports.start()
             time.sleep(args.restart_at)
-            say(f"pg_ctl restart -m fast (published so far {len(stream.published)}, filed {len(filed)})")
+            say(f"pg_ctl restart -m fast (published so far {len(stream.published)}, filed {len(reports.filed)})")
             written_before = sum(int(counters(p).get("written") or 0) for p in ports.values())
             restarted_at = time.perf_counter()
             restart_seconds = pg.restart()
@@ -105,8 +88,9 @@ def main() -> int:
                 time.sleep(0.1)
             say(f"ingest writing again {resumed} s after the restart began")
             stream.join()
-            stop_filing.set()
-            filer.join(90)
+            codes = stream.stop()  # each mosquitto_pub exits 0 once the broker acknowledged all it sent
+            reports.stop()
+            filed = reports.numbers
             say(f"published {len(stream.published)}, filed {len(filed)} reports; waiting for rows and cases")
             waited = wait_stored(stream.published, url, 240)
             time.sleep(2)
@@ -116,28 +100,28 @@ def main() -> int:
             same = {name: procs.running[name].pid == pid and procs.running[name].poll() is None
                     for name, pid in started.items()}
         finally:
-            stop_filing.set()
+            reports.stop()
             procs.stop_all()
         stuck = sorted(n for n in filed if statuses.get(n) not in LATER)
     dispatched = len(filed) - len(stuck)
     ok = (resumed is not None and figures["missing"] == 0 and figures["duplicates"] == 0 and not stuck
-          and all(same.values()))
+          and all(same.values()) and not any(codes))
     print(f"MQTT: published {figures['published']} at {stream.achieved_rate:,.0f} msg/s; stored {figures['stored']}, "
           f"missing {figures['missing']}, duplicates {figures['duplicates']} (all stored {waited:.1f} s after the "
           f"stream ended)")
     for name, c in replicas.items():
         print(f"  replica {name}: written {c.get('written')}, batches retried {c.get('db_retries')}")
     print(f"reports: filed {len(filed)}, dispatched or later {dispatched}, stuck {len(stuck)} {stuck[:5]}; "
-          f"API calls refused during the restart {refused} (tried again by the client)")
+          f"API calls refused during the restart {reports.refused} (tried again by the client)")
     print(f"processes never restarted: {same}")
     print("PASS" if ok else "FAIL")
     last_line({"drill": "postgres_restart", **figures, "achieved_rate": round(stream.achieved_rate),
                "restart_at_s": args.restart_at, "pg_restart_s": round(restart_seconds, 1),
                "db_retries": sum(int(c.get("db_retries") or 0) for c in replicas.values()),
                "cases_filed": len(filed), "cases_dispatched": dispatched, "cases_stuck": len(stuck),
-               "api_refused": refused, "ingest_resumed_s": None if resumed is None else round(resumed, 1),
+               "api_refused": reports.refused, "ingest_resumed_s": None if resumed is None else round(resumed, 1),
                "case_wait_s": round(case_wait, 1), "processes_restarted": sum(1 for v in same.values() if not v),
-               "pass": ok})
+               "publisher_exit_codes": codes, "pass": ok})
     return 0 if ok else 1
 
 

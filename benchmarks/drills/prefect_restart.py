@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from benchmarks.drills.common import (
     LATER,
     Governance,
     Processes,
+    ReportFiler,
     case_statuses,
     governance_env,
     last_line,
@@ -74,43 +74,25 @@ def main() -> int:
                                  prefect_port, LINLI_LOOP__STUCK_MINUTES=str(args.stuck_minutes),
                                  LINLI_LOOP__SLA_INTERVAL_SECONDS=str(args.sla_seconds))
             gov = Governance(procs, env, prefect_port, free_port(), key, buildings)
-            filed: list[tuple[str, float]] = []  # (case number, when filed)
-            refused = 0
-            stop = threading.Event()
-
-            def file_reports() -> None:
-                nonlocal refused
-                index = 0
-                while not stop.is_set():
-                    number = gov.file(index)
-                    while number is None and not stop.is_set():  # a client tries again
-                        refused += 1
-                        time.sleep(1)
-                        number = gov.file(index)
-                    if number:
-                        filed.append((number, time.time()))
-                    index += 1
-                    stop.wait(args.report_every)
+            reports = ReportFiler(gov, args.report_every)
 
             try:
                 gov.start()
                 started = {name: p.pid for name, p in procs.running.items() if name != "prefect-server"}
                 say(f"filing a report every {args.report_every:g} s for {args.seconds:.0f} s")
                 begin = time.perf_counter()
-                filer = threading.Thread(target=file_reports, daemon=True)
-                filer.start()
+                reports.start()
                 time.sleep(args.restart_at)
                 procs.stop("prefect-server")
                 down_from = time.time()
-                say(f"Prefect server stopped (filed so far {len(filed)})")
+                say(f"Prefect server stopped (filed so far {len(reports.filed)})")
                 time.sleep(args.down_seconds)
                 took = gov.start_prefect()
                 back_at = time.time()
                 say(f"Prefect server back ({took:.0f} s to start; away {back_at - down_from:.0f} s)")
                 time.sleep(max(0.0, args.seconds - (time.perf_counter() - begin)))
-                stop.set()
-                filer.join(90)
-                numbers = [n for n, _ in filed]
+                reports.stop()
+                numbers = reports.numbers
                 say(f"filed {len(numbers)}; waiting for every case to be dispatched")
                 statuses, waited = wait_cases(url, numbers, 300 + args.stuck_minutes * 60)
                 recover = time.time() - back_at
@@ -119,20 +101,20 @@ def main() -> int:
                         for name, pid in started.items()}
                 statuses = case_statuses(url, numbers)
             finally:
-                stop.set()
+                reports.stop()
                 procs.stop_all()
     finally:
         drop_pg_database(prefect_db)
     stuck = sorted(n for n in numbers if statuses.get(n) not in LATER)
-    during = [n for n, at in filed if down_from <= at <= back_at]
+    during = [n for n, at in reports.filed if down_from <= at <= back_at]
     ok = not stuck and sla_after > 0 and all(same.values())
     print(f"cases filed {len(numbers)} ({len(during)} while the server was away); dispatched or later "
-          f"{len(numbers) - len(stuck)}; stuck {len(stuck)} {stuck[:5]}; API calls refused {refused}")
+          f"{len(numbers) - len(stuck)}; stuck {len(stuck)} {stuck[:5]}; API calls refused {reports.refused}")
     print(f"every case dispatched {recover:.0f} s after the server came back; SLA watch runs completed since: "
           f"{sla_after}; worker and API never restarted: {same}")
     print("PASS" if ok else "FAIL")
     last_line({"drill": "prefect_restart", "cases_filed": len(numbers), "filed_while_down": len(during),
-               "cases_dispatched": len(numbers) - len(stuck), "cases_stuck": len(stuck), "api_refused": refused,
+               "cases_dispatched": len(numbers) - len(stuck), "cases_stuck": len(stuck), "api_refused": reports.refused,
                "server_down_s": round(back_at - down_from, 1), "time_to_recover_s": round(recover, 1),
                "sla_watch_runs_after_restart": sla_after, "stuck_minutes": args.stuck_minutes,
                "waited_s": round(waited, 1), "pass": ok})

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboards.access import page_guard
-from dashboards.texts import current_language, local_time, t
+from dashboards.access import open_page
+from dashboards.texts import local_time, t
 from linli import db
 from linli.devices import alarms as alarm_steps
 from linli.devices import views
@@ -16,13 +16,8 @@ from linli.settings import get_settings
 from linli.storage import make_store
 
 REFRESH = timedelta(seconds=5)
-lang = current_language()
 tz = get_settings().timezone
-st.title(t("alarms_title", lang))
-page_guard("view_devices", lang)  # roles, once accounts exist
-if not db.is_current(db.get_engine()):
-    st.warning(t("db_missing", lang))
-    st.stop()
+lang = open_page("alarms_title", "view_devices")  # roles, once accounts exist
 
 
 @st.fragment(run_every=REFRESH)

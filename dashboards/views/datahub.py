@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards.access import page_guard
-from dashboards.texts import current_language, local_time, t
+from dashboards.access import open_page
+from dashboards.texts import local_time, t
 from linli import datahub, db
 from linli.settings import get_settings
 
-lang = current_language()
 tz = get_settings().timezone
-st.title(t("datahub_title", lang))
-page_guard("view_devices", lang)  # roles, once accounts exist
-if not db.is_current(db.get_engine()):
-    st.warning(t("db_missing", lang))
-    st.stop()
+lang = open_page("datahub_title", "view_devices")  # roles, once accounts exist
 with db.session_scope() as session:
     rows = datahub.status(session)
 if rows:

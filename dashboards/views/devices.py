@@ -6,20 +6,15 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboards.access import page_guard
-from dashboards.texts import current_language, local_time, t
+from dashboards.access import open_page
+from dashboards.texts import local_time, t
 from linli import db
 from linli.devices import views
 from linli.devices.registry import DEVICE_TYPES
 from linli.models import DeviceState
 
 REFRESH = timedelta(seconds=5)
-lang = current_language()
-st.title(t("devices_title", lang))
-page_guard("view_devices", lang)  # roles, once accounts exist
-if not db.is_current(db.get_engine()):
-    st.warning(t("db_missing", lang))
-    st.stop()
+lang = open_page("devices_title", "view_devices")  # roles, once accounts exist
 state = st.selectbox(t("dev_filter_state", lang), [s.value for s in DeviceState], index=None, key="device_state",
                      format_func=lambda s: t(f"dev_{s}", lang), placeholder=t("all", lang))
 

@@ -6,21 +6,16 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboards.access import page_guard
-from dashboards.texts import current_language, local_time, t
+from dashboards.access import open_page
+from dashboards.texts import local_time, t
 from linli import db, kpi
 from linli.errors import NotFound
 from linli.models import CaseStatus, utcnow
 from linli.settings import get_settings
 
 REFRESH = timedelta(seconds=5)
-lang = current_language()
 tz = get_settings().timezone
-st.title(t("overview_title", lang))
-page_guard("view_overview", lang)  # roles, once accounts exist
-if not db.is_current(db.get_engine()):
-    st.warning(t("db_missing", lang))
-    st.stop()
+lang = open_page("overview_title", "view_overview")  # roles, once accounts exist
 
 with db.session_scope() as session:
     communities = {c.id: c.name for c in kpi.communities(session=session)}

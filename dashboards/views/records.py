@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards.access import page_guard
-from dashboards.texts import current_language, local_time, t
+from dashboards.access import open_page
+from dashboards.texts import local_time, t
 from linli import db
 from linli.devices import views
 from linli.settings import get_settings
 
-lang = current_language()
 tz = get_settings().timezone
-st.title(t("records_title", lang))
-page_guard("view_records", lang)  # roles, once accounts exist
+lang = open_page("records_title", "view_records")  # roles, once accounts exist
 st.caption(t("records_privacy", lang))
-if not db.is_current(db.get_engine()):
-    st.warning(t("db_missing", lang))
-    st.stop()
 with db.session_scope() as session:
     access = views.access_rows(session=session)
     vehicles = views.vehicle_rows(session=session)

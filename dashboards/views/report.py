@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 from sqlmodel import col, select
 
-from dashboards.access import page_guard
-from dashboards.texts import current_language, local_time, t
+from dashboards.access import open_page
+from dashboards.texts import local_time, t
 from linli import db
 from linli.errors import LinliError
 from linli.loop import LoopConfig
@@ -18,13 +18,8 @@ from linli.notify import ESCALATION_LABELS, STATUS_LABELS
 from linli.settings import Language, get_settings
 from linli.storage import make_store
 
-lang = current_language()
 settings = get_settings()
-st.title(t("report_title", lang))
-page_guard("file_on_behalf", lang)  # roles, once accounts exist
-if not db.is_current(db.get_engine()):
-    st.warning(t("db_missing", lang))
-    st.stop()
+lang = open_page("report_title", "file_on_behalf")  # roles, once accounts exist
 
 
 def show_error(err: LinliError) -> None:

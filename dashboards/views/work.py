@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 from sqlmodel import col, select
 
-from dashboards.access import page_guard
-from dashboards.texts import current_language, t
+from dashboards.access import open_page
+from dashboards.texts import t
 from linli import db
 from linli.errors import LinliError
 from linli.loop import LoopConfig
@@ -16,13 +16,8 @@ from linli.models import Case, CaseRouting, CaseStatus, Category, Volunteer, utc
 from linli.settings import get_settings
 from linli.storage import make_store
 
-lang = current_language()
 settings = get_settings()
-st.title(t("work_title", lang))
-page_guard("work_cases", lang)  # roles, once accounts exist
-if not db.is_current(db.get_engine()):
-    st.warning(t("db_missing", lang))
-    st.stop()
+lang = open_page("work_title", "work_cases")  # roles, once accounts exist
 
 actor = st.text_input(t("work_actor", lang), key="actor").strip()
 if not actor:

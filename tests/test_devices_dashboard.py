@@ -45,6 +45,20 @@ def test_devices_page_shows_states_and_the_list(settings: Settings, engine: Engi
     assert list(listed.loc[listed["编号"] == "G-1", "电量"]) == ["55%"]
 
 
+def test_the_building_view_names_each_building_with_its_community(settings: Settings, session: Session) -> None:
+    from linli.devices.inventory import DeviceIn, add_device
+
+    devices(session, ("G-1", "gas"))  # XFL-B1: 幸福里社区 1栋
+    add_device(session, DeviceIn(code="G-2", device_type="gas", building="HPY-B1", floor=1))  # 和平苑社区 1栋
+    session.commit()
+    at = AppTest.from_file(str(PAGES / "devices.py"), default_timeout=30).run()
+    assert not at.exception, at.exception
+    shown = at.dataframe[0].value
+    names = list(shown["楼栋"])
+    assert len(names) == len(set(names)) == 2, names  # both are "1栋" within their community
+    assert all(name.endswith("1栋") and len(name) > 2 for name in names), names
+
+
 def test_alarms_page_acknowledges_and_clears(settings: Settings, engine: Engine, session: Session) -> None:
     _populate(engine, session)
     alarm = session.execute(select(Alarm)).scalar_one()

@@ -72,7 +72,10 @@ def building_view(*, session: Session) -> list[dict[str, Any]]:
                             .group_by(Device.building_id, Device.state)).all()
     alarms = dict(session.exec(select(Device.building_id, func.count()).join(Alarm, Alarm.device_id == Device.id)
                                .where(Alarm.status != AlarmStatus.cleared).group_by(Device.building_id)).all())
-    names = {b.id: (b.name, b.code, b.lat, b.lon) for b in session.exec(select(Building)).all()}
+    communities = dict(session.exec(select(Community.id, Community.name)).all())
+    # Buildings are named within their community ("3栋"): the view shows the community too.
+    names = {b.id: (f"{communities.get(b.community_id, '')} {b.name}".strip(), b.code, b.lat, b.lon)
+             for b in session.exec(select(Building)).all()}
     table: dict[int | None, dict[str, Any]] = {}
     for building_id, state, count in by_state:
         name, code, lat, lon = names.get(building_id, ("—", "", None, None))

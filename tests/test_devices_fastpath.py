@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from linli.devices.fastpath import AlarmFastPath, responders
+from linli.devices.fastpath import AlarmFastPath, open_alarm_case, responders
+from linli.devices.health import sweep
 from linli.devices.writer import BatchWriter, Incoming
 from linli.events import RecordingBus
-from linli.models import Alarm, CasePhoto, Device, Staff
+from linli.models import Alarm, AlarmStatus, Case, CaseEvent, CasePhoto, Device, Staff, utcnow
 from linli.notify import RecordingNotifier
 from linli.storage import MinioObjectStore
 from tests.device_factories import devices, message
@@ -98,3 +100,60 @@ def test_responders_are_kept_for_the_ttl_and_read_again_after_it(engine: Engine,
     assert first and len(notifier.sent) == len(first)  # each responder got the alarm
     cached.close()
     fresh.close()
+
+
+def _leak(engine: Engine, session: Session, code: str) -> list[object]:
+    """A gas reading jumping from 2 to 42 %LEL: a gas leak (critical) and gas rising fast (major) at once."""
+    writer = BatchWriter(engine)
+    now = time.time()
+    writer.write([Incoming(*message("telemetry", "gas", code, {"id": f"{code}-a", "ts": now - 30,
+                                                              "metrics": {"gas_lel": 2.0}}))])
+    return writer.write([Incoming(*message("telemetry", "gas", code, {"id": f"{code}-b", "ts": now,
+                                                                     "metrics": {"gas_lel": 42.0}}))]).new_alarms
+
+
+def test_alarms_of_one_device_from_one_reading_open_one_case_led_by_the_most_severe(
+        engine: Engine, session: Session) -> None:
+    devices(session, ("G-1", "gas"))
+    new_alarms = _leak(engine, session, "G-1")
+    assert sorted(a.rule.alarm_type for a in new_alarms) == ["gas_leak", "gas_rising"]
+    notifier, bus = RecordingNotifier(), RecordingBus()
+    fast = AlarmFastPath(engine, notifier=notifier, global_urls=[], config=CONFIG, bus=bus)
+    for future in fast.submit(new_alarms):
+        future.result(timeout=30)
+    fast.close()
+    session.expire_all()
+    alarms = {a.alarm_type: a for a in session.execute(select(Alarm)).scalars()}
+    assert alarms["gas_leak"].case_id is not None
+    assert alarms["gas_rising"].case_id == alarms["gas_leak"].case_id  # one incident, one case
+    case = session.get(Case, alarms["gas_leak"].case_id)
+    assert case is not None and "燃气泄漏" in case.description  # filed for the leak, not for the rise
+    joined = session.execute(select(CaseEvent).where(CaseEvent.case_id == case.id,
+                                                     CaseEvent.action == "alarm_joined")).scalars().all()
+    assert len(joined) == 1 and "燃气浓度快速上升" in joined[0].reason
+    assert bus.names() == ["linli.case.reported"]
+    assert session.execute(select(func.count()).select_from(Case)).scalar_one() == 1
+
+
+def test_an_alarm_opens_its_own_case_beside_a_maintenance_case_and_after_a_cleared_one(
+        engine: Engine, session: Session) -> None:
+    devices(session, ("G-1", "gas"))
+    writer = BatchWriter(engine)
+    writer.write([Incoming(*message("heartbeat", "gas", "G-1", {"id": "hb", "battery": 5}))])
+    report = sweep(session, now=utcnow())  # the device-health flow's sweep: battery 5% → low_battery
+    session.commit()
+    ((low_id, low_category),) = report.new_alarms
+    (maintenance_case, _events) = open_alarm_case(engine, low_id, low_category, config=CONFIG)
+    leak = [a for a in _leak(engine, session, "G-1") if a.rule.alarm_type == "gas_leak"]
+    (leak_case, _events) = open_alarm_case(engine, leak[0].alarm_id, leak[0].rule.category, config=CONFIG)
+    assert maintenance_case is not None and leak_case is not None and leak_case != maintenance_case
+    # The leak's alarm cleared: a later alarm of the device is a new incident with a case of its own.
+    session.expire_all()
+    cleared = session.get(Alarm, leak[0].alarm_id)
+    assert cleared is not None
+    cleared.status = AlarmStatus.cleared
+    session.add(cleared)
+    session.commit()
+    rising = session.execute(select(Alarm).where(Alarm.alarm_type == "gas_rising")).scalar_one()
+    (rising_case, _events) = open_alarm_case(engine, rising.id, "fire_hazard", config=CONFIG)
+    assert rising_case not in (None, leak_case, maintenance_case)

@@ -47,6 +47,7 @@ class NewAlarm:
 
     alarm_id: int
     rule: AlarmRule
+    device_id: int = 0
 
 
 class RuleEvaluator:
@@ -133,7 +134,7 @@ def raise_alarms(conn: Connection, triggers: list[Trigger]) -> list[NewAlarm]:
         except IntegrityError:
             _repeat(conn, where, trigger, times)
             continue
-        new.append(NewAlarm(alarm_id, rule))
+        new.append(NewAlarm(alarm_id, rule, trigger.device_id))
     return new
 
 

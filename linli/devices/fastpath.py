@@ -13,7 +13,9 @@ photo and shown in the notification with a presigned URL.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,9 +33,12 @@ from linli.loop import LoopConfig
 from linli.loop.intake import ReportIn, file_report
 from linli.models import (
     Alarm,
+    AlarmStatus,
     Building,
+    Case,
     CasePhoto,
     CaseSource,
+    CaseStatus,
     Community,
     Device,
     Grid,
@@ -44,10 +49,12 @@ from linli.models import (
     utcnow,
 )
 from linli.registry import rostered_ids
+from linli.statemachine import record
 from linli.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 HEALTH_ALARMS = ("offline", "low_battery")  # the device's own health: maintenance cases
+FINISHED_STATUSES = (CaseStatus.resolved, CaseStatus.closed, CaseStatus.merged, CaseStatus.rejected)  # no longer joined
 RESPONDER_TEAM = "security"  # property security answer gas, smoke, SOS and fall alarms with the grid worker
 
 
@@ -123,10 +130,26 @@ class AlarmFastPath:
         self.on_notified: Callable[[datetime, datetime], None] | None = None
 
     def submit(self, alarms: list[NewAlarm]) -> list[Future[FastPathResult | None]]:
-        """Handle each alarm on the pool (life-safety ones first); returns the futures."""
-        ordered = sorted(alarms, key=lambda a: not (a.rule.life_safety or a.rule.notify))
+        """Handle each alarm on the pool (life-safety ones first); returns the futures.
+
+        One reading can raise several alarms of one device (a gas leak and gas rising fast): each is
+        notified as its rule says, but only the most severe opens a case; the others join it.
+        """
+        ordered = sorted(alarms, key=lambda a: (not (a.rule.life_safety or a.rule.notify), _rank(a)))
+        leaders: dict[int, NewAlarm] = {}
+        followers: dict[int, list[NewAlarm]] = {}
+        for alarm in ordered:
+            if not alarm.rule.opens_case:
+                continue
+            leader = leaders.get(alarm.device_id) if alarm.device_id else None
+            if leader is None or _class(leader) != _class(alarm):
+                leaders.setdefault(alarm.device_id, alarm)
+            else:
+                followers.setdefault(leader.alarm_id, []).append(alarm)
+        joining = {a.alarm_id for group in followers.values() for a in group}
         submitted = time.perf_counter()
-        return [self._pool.submit(self.handle, alarm, submitted) for alarm in ordered]
+        return [self._pool.submit(self.handle, alarm, submitted, followers.get(alarm.alarm_id, []),
+                                  alarm.alarm_id in joining) for alarm in ordered]
 
     def close(self) -> None:
         """Finish what was submitted."""
@@ -134,8 +157,10 @@ class AlarmFastPath:
         self._sends.shutdown(wait=True)
         self._cases.shutdown(wait=True)
 
-    def handle(self, new: NewAlarm, submitted: float | None = None) -> FastPathResult | None:
-        """Notify (life safety), then open and announce a case; errors are logged, never raised."""
+    def handle(self, new: NewAlarm, submitted: float | None = None, followers: list[NewAlarm] | None = None,
+               joining: bool = False) -> FastPathResult | None:
+        """Notify (life safety), then open and announce a case — which `followers` join; an alarm `joining`
+        another's case opens none itself. Errors are logged, never raised."""
         try:
             urgent = new.rule.life_safety or new.rule.notify
             started = time.perf_counter()
@@ -143,7 +168,8 @@ class AlarmFastPath:
             if urgent:
                 log.info("alarm %s: waited %.0f ms for a worker, notified in %.0f ms", new.alarm_id,
                          (started - (submitted or started)) * 1000, (time.perf_counter() - started) * 1000)
-            case = self._cases.submit(self._file, new, notifications) if new.rule.opens_case else None
+            case = (self._cases.submit(self._file, new, notifications, followers or [])
+                    if new.rule.opens_case and not joining else None)
             return FastPathResult(new.alarm_id, notifications, case)
         except LinliError as err:
             log.error("alarm %s: fast path failed: %s", new.alarm_id, err)
@@ -151,9 +177,12 @@ class AlarmFastPath:
             log.exception("alarm %s: fast path failed", new.alarm_id)
         return None
 
-    def _file(self, new: NewAlarm, notifications: list[int]) -> int | None:
+    def _file(self, new: NewAlarm, notifications: list[int], followers: list[NewAlarm]) -> int | None:
         try:
-            return self.open_case(new.alarm_id, new.rule.category, notifications)
+            case_id = self.open_case(new.alarm_id, new.rule.category, notifications)
+            for follower in followers:  # after the leader: they find its case open and join it
+                self.open_case(follower.alarm_id, follower.rule.category, [])
+            return case_id
         except LinliError as err:
             log.error("alarm %s: no case opened: %s", new.alarm_id, err)
         except Exception:
@@ -235,19 +264,45 @@ class AlarmFastPath:
 def open_alarm_case(engine: Engine, alarm_id: int, category: str, *, config: LoopConfig,
                     store: ObjectStore | None = None, notifications: list[int] | None = None,
                     ) -> tuple[int | None, list[CaseEventOut]]:
-    """File a case for an alarm once (its snapshot as the case photo); returns the case id and events to emit."""
+    """File a case for an alarm once (its snapshot as the case photo); returns the case id and events to emit.
+
+    An alarm of a device that already has an open case of the same kind (an alarm's case, or a
+    maintenance case) joins that case — one incident, one case — with a line in its timeline.
+    """
+    with Session(engine, expire_on_commit=False) as session:
+        alarm = session.get(Alarm, alarm_id)
+        device_id = alarm.device_id if alarm else None
+    if device_id is None:
+        return None, []
+    with _DEVICE_LOCKS[device_id]:  # one device's alarms file one at a time: the second finds the first's case
+        return _open_alarm_case(engine, alarm_id, category, config=config, store=store, notifications=notifications)
+
+
+def _open_alarm_case(engine: Engine, alarm_id: int, category: str, *, config: LoopConfig,
+                     store: ObjectStore | None, notifications: list[int] | None,
+                     ) -> tuple[int | None, list[CaseEventOut]]:
     with Session(engine, expire_on_commit=False) as session:
         alarm = session.get(Alarm, alarm_id)
         device = session.get(Device, alarm.device_id) if alarm else None
         if alarm is None or device is None or alarm.case_id is not None:
             return (alarm.case_id if alarm else None), []
+        source = CaseSource.device_health if alarm.alarm_type in HEALTH_ALARMS else CaseSource.device_alarm
+        joined = _incident_case(session, alarm, source)
+        if joined is not None:
+            alarm.case_id = joined.id
+            session.add(alarm)
+            record(session, joined, actor="system", action="alarm_joined",
+                   reason=f"{alarm_name(alarm.alarm_type, config.language)}（{device.code}）：{alarm.message}"[:1000])
+            _link_notifications(session, notifications, joined.id)  # type: ignore[arg-type]
+            session.commit()
+            log.info("alarm %s joined case %s", alarm_id, joined.number)
+            return joined.id, []
         community, building = place(session, device)
         lang = config.language
         text = (f"设备告警：{alarm_name(alarm.alarm_type, 'zh')} — {device.name}（{device.code}）：{alarm.message}"
                 if lang == "zh" else
                 f"Device alarm: {alarm_name(alarm.alarm_type, 'en')} — {device.name} ({device.code}): "
                 f"{alarm.message}")
-        source = CaseSource.device_health if alarm.alarm_type in HEALTH_ALARMS else CaseSource.device_alarm
         report = ReportIn(description=text[:2000], category=category, source=source,
                           building=building.code if building else None,
                           community=None if building else community.code)
@@ -259,11 +314,37 @@ def open_alarm_case(engine: Engine, alarm_id: int, category: str, *, config: Loo
             session.add(CasePhoto(case_id=result.case_id, kind=PhotoKind.before, key=alarm.snapshot_key,
                                   content_type="image/png" if alarm.snapshot_key.endswith(".png")
                                   else "image/jpeg", size=size))
-        if notifications:
-            for row in session.exec(select(Notification).where(
-                    Notification.id.in_(notifications))).all():  # type: ignore[union-attr]
-                row.case_id = result.case_id
-                session.add(row)
+        _link_notifications(session, notifications, result.case_id)
         session.commit()
     log.info("alarm %s opened case %s", alarm_id, result.case_number)
     return result.case_id, list(result.events)
+
+
+_DEVICE_LOCKS: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
+_SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
+
+
+def _rank(alarm: NewAlarm) -> int:
+    return _SEVERITY_RANK.get(alarm.rule.severity, 9)
+
+
+def _class(alarm: NewAlarm) -> bool:
+    """Health alarms (offline, low battery) open maintenance cases; they never share a case with the others."""
+    return alarm.rule.alarm_type in HEALTH_ALARMS
+
+
+def _incident_case(session: Session, alarm: Alarm, source: CaseSource) -> Case | None:
+    """An open case of the same source that another not-cleared alarm of this device belongs to."""
+    return session.exec(
+        select(Case).join(Alarm, Alarm.case_id == Case.id)  # type: ignore[arg-type]
+        .where(Alarm.device_id == alarm.device_id, Alarm.id != alarm.id, Alarm.status != AlarmStatus.cleared,
+               Case.source == source,
+               Case.status.not_in(FINISHED_STATUSES))  # type: ignore[attr-defined]
+        .order_by(Case.id).limit(1)).first()
+
+
+def _link_notifications(session: Session, notifications: list[int] | None, case_id: int) -> None:
+    for row in session.exec(select(Notification).where(
+            Notification.id.in_(notifications or []))).all():  # type: ignore[union-attr]
+        row.case_id = case_id
+        session.add(row)

@@ -81,7 +81,9 @@ class FastClient(mqtt.Client):
         header, packet = self._in_packet["command"], self._in_packet["packet"]
         qos = (header & 0x06) >> 1
         size = len(packet)
-        if qos == 2 or size < 2 or self._on_message_filtered._root._children:
+        # Per-topic callbacks (message_callback_add) need paho's matching; an unknown paho layout counts as some.
+        filtered = getattr(getattr(self._on_message_filtered, "_root", None), "_children", True)
+        if qos == 2 or size < 2 or filtered:
             return super()._handle_publish()
         end = 2 + ((packet[0] << 8) | packet[1])  # topic length, then the topic
         start = end + 2 if qos else end  # the packet id

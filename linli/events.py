@@ -20,6 +20,21 @@ log = logging.getLogger(__name__)
 PREFIX = "linli.case."
 
 
+class _QuietFlush(logging.Filter):
+    """Drops Prefect's "Still processing items: N items remaining..." (its events worker, at exit).
+
+    It is printed whenever a process ends with an event still to send — after every `linli report`
+    and every other command that announces a step — and the wait it reports is the delivery itself.
+    Its other warnings and errors pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Still processing items")
+
+
+logging.getLogger("EventsWorker").addFilter(_QuietFlush())
+
+
 @dataclass(frozen=True)
 class CaseEventOut:
     """One event about one case."""

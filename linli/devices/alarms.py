@@ -47,7 +47,7 @@ class NewAlarm:
 
     alarm_id: int
     rule: AlarmRule
-    device_id: int = 0
+    device_id: int
 
 
 class RuleEvaluator:

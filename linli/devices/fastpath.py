@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from linli import notify
-from linli.devices.alarms import NewAlarm
+from linli.devices.alarms import SEVERITY_RANK, NewAlarm
 from linli.devices.registry import DEVICE_TYPES, SEVERITY_NAMES, alarm_name
 from linli.errors import LinliError
 from linli.events import CaseEventOut, EventBus
@@ -135,17 +134,15 @@ class AlarmFastPath:
         One reading can raise several alarms of one device (a gas leak and gas rising fast): each is
         notified as its rule says, but only the most severe opens a case; the others join it.
         """
-        ordered = sorted(alarms, key=lambda a: (not (a.rule.life_safety or a.rule.notify), _rank(a)))
-        leaders: dict[int, NewAlarm] = {}
+        ordered = sorted(alarms, key=lambda a: (not (a.rule.life_safety or a.rule.notify),
+                                                SEVERITY_RANK.get(a.rule.severity, 9)))
+        leaders: dict[tuple[int, CaseSource], NewAlarm] = {}  # (device, kind of case) → the alarm filing it
         followers: dict[int, list[NewAlarm]] = {}
         for alarm in ordered:
-            if not alarm.rule.opens_case:
-                continue
-            leader = leaders.get(alarm.device_id) if alarm.device_id else None
-            if leader is None or _class(leader) != _class(alarm):
-                leaders.setdefault(alarm.device_id, alarm)
-            else:
-                followers.setdefault(leader.alarm_id, []).append(alarm)
+            if alarm.rule.opens_case:
+                leader = leaders.setdefault((alarm.device_id, case_source(alarm.rule.alarm_type)), alarm)
+                if leader is not alarm:
+                    followers.setdefault(leader.alarm_id, []).append(alarm)
         joining = {a.alarm_id for group in followers.values() for a in group}
         submitted = time.perf_counter()
         return [self._pool.submit(self.handle, alarm, submitted, followers.get(alarm.alarm_id, []),
@@ -274,7 +271,8 @@ def open_alarm_case(engine: Engine, alarm_id: int, category: str, *, config: Loo
         device_id = alarm.device_id if alarm else None
     if device_id is None:
         return None, []
-    with _DEVICE_LOCKS[device_id]:  # one device's alarms file one at a time: the second finds the first's case
+    # One device's alarms file one at a time: the second finds the first's case (setdefault: atomic).
+    with _DEVICE_LOCKS.setdefault(device_id, threading.Lock()):
         return _open_alarm_case(engine, alarm_id, category, config=config, store=store, notifications=notifications)
 
 
@@ -286,7 +284,7 @@ def _open_alarm_case(engine: Engine, alarm_id: int, category: str, *, config: Lo
         device = session.get(Device, alarm.device_id) if alarm else None
         if alarm is None or device is None or alarm.case_id is not None:
             return (alarm.case_id if alarm else None), []
-        source = CaseSource.device_health if alarm.alarm_type in HEALTH_ALARMS else CaseSource.device_alarm
+        source = case_source(alarm.alarm_type)
         joined = _incident_case(session, alarm, source)
         if joined is not None:
             alarm.case_id = joined.id
@@ -320,17 +318,13 @@ def _open_alarm_case(engine: Engine, alarm_id: int, category: str, *, config: Lo
     return result.case_id, list(result.events)
 
 
-_DEVICE_LOCKS: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
-_SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
+_DEVICE_LOCKS: dict[int, threading.Lock] = {}
 
 
-def _rank(alarm: NewAlarm) -> int:
-    return _SEVERITY_RANK.get(alarm.rule.severity, 9)
-
-
-def _class(alarm: NewAlarm) -> bool:
-    """Health alarms (offline, low battery) open maintenance cases; they never share a case with the others."""
-    return alarm.rule.alarm_type in HEALTH_ALARMS
+def case_source(alarm_type: str) -> CaseSource:
+    """The kind of case an alarm files: health alarms (offline, low battery) open maintenance cases, kept
+    apart from the cases of the device's other alarms."""
+    return CaseSource.device_health if alarm_type in HEALTH_ALARMS else CaseSource.device_alarm
 
 
 def _incident_case(session: Session, alarm: Alarm, source: CaseSource) -> Case | None:

@@ -124,7 +124,7 @@ class PubLoad:
                 device = self.devices[i]
                 _, payload = generator.telemetry(device)
                 lines[i].append(payload + b"\n")
-                self.published.append((device.code, json.loads(payload)["id"]))
+                self.published.append((device.code, generator.last_id))
             for proc, batch in zip(self._procs, lines, strict=True):
                 if batch:
                     assert proc.stdin is not None

@@ -91,7 +91,7 @@ class FastClient(mqtt.Client):
             if start >= size or packet[start] != 0:  # properties present (or a malformed packet): paho's
                 return super()._handle_publish()
             start += 1
-        if start > size or (not end - 2 and self._protocol != MQTTProtocolVersion.MQTTv5):
+        if start > size or (end == 2 and self._protocol != MQTTProtocolVersion.MQTTv5):  # MQTT 3: empty topic
             return super()._handle_publish()  # paho raises its MalformedPacket
         message = mqtt.MQTTMessage(mid=(packet[end] << 8) | packet[end + 1] if qos else 0,
                                    topic=bytes(packet[2:end]))

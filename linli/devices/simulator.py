@@ -149,9 +149,14 @@ class Generator:
     batteries: dict[str, float] = field(default_factory=dict)
     shut: frozenset[str] = frozenset()  # devices that send heartbeats only: a door nobody opens
 
+    @property
+    def last_id(self) -> str:
+        """The message id of the last message built."""
+        return f"{self.run}-{self.seq}"
+
     def _body(self, extra: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
-        return {"id": f"{self.run}-{self.seq}", "ts": round(time.time(), 6), **extra}
+        return {"id": self.last_id, "ts": round(time.time(), 6), **extra}
 
     def uplink(self, device: SimDevice) -> tuple[str, bytes]:
         """One ordinary message from `device`: a heartbeat now and then, else telemetry or an event."""
